@@ -1,0 +1,36 @@
+"""Errors named by intent. Every failure the replicator raises is one of these, so the pipeline
+runners (the only place that retries) can classify it once: retry, stop, or dead-letter."""
+
+from __future__ import annotations
+
+
+class ReplicatorError(Exception):
+    """Base of all replicator errors."""
+
+
+class ConfigError(ReplicatorError):
+    """The configuration is invalid; start-up stops with every problem listed."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class MappingError(ReplicatorError):
+    """A mapping cannot be applied to a record or does not fit the schemas."""
+
+
+class FatalError(ReplicatorError):
+    """Processing cannot go on (slot lost, binlog purged, wrong server settings): stop and say what to do."""
+
+
+class RetriableError(ReplicatorError):
+    """A transient failure (connection lost, lock timeout, broker unavailable): retry with backoff."""
+
+
+class SkippableRecordError(ReplicatorError):
+    """One record cannot be processed; it goes to the dead-letter topic and the pipeline goes on."""
+
+
+class DevstackError(ReplicatorError):
+    """A local development server could not be set up, started or reached."""
