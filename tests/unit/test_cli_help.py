@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from replicator.cli import app
 
 
-def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths = [prefix]
+def _command_paths(group: TyperGroup, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    paths: list[tuple[tuple[str, ...], Any]] = [(prefix, group)]
     for name, command in group.commands.items():
-        if isinstance(command, click.Group):
+        if isinstance(command, TyperGroup):
             paths += _command_paths(command, (*prefix, name))
         else:
-            paths.append((*prefix, name))
+            paths.append(((*prefix, name), command))
     return paths
 
 
 def test_every_command_has_help_text() -> None:
     root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
-    paths = _command_paths(root)
-    assert ("dev", "up") in paths and ("dev", "status") in paths and ("dev", "down") in paths
+    assert isinstance(root, TyperGroup)
+    commands = _command_paths(root)
+    names = [path for path, _ in commands]
+    assert ("dev", "up") in names and ("dev", "status") in names and ("dev", "down") in names
     runner = CliRunner()
-    for path in paths:
+    for path, command in commands:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage:" in result.output
-        if path:
-            command = root
-            for part in path:
-                assert isinstance(command, click.Group)
-                command = command.commands[part]
-            assert command.help, f"replicator {' '.join(path)} has no help text"
+        assert command.help, f"replicator {' '.join(path)} has no help text"
