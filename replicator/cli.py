@@ -123,5 +123,34 @@ def dev_fetch_kafka() -> None:
         raise _fail(exc) from None
 
 
+@app.command("capture")
+def capture(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    source: Annotated[str, typer.Option("--source", "-s", help="Name of the source to capture")],
+    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Capture one source's row changes into Kafka until stopped (SIGTERM/SIGINT flush and acknowledge)."""
+    import signal
+
+    from replicator import logs
+    from replicator.config import load_config
+    from replicator.pipeline.capture_runner import build_capture
+
+    logs.configure(log_level)
+    try:
+        runner = build_capture(load_config(config), source)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        stats = runner.run()
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    console.print(f"capture {source} stopped: {stats.transactions} transactions, {stats.events} events, "
+                  f"{stats.skipped_own_transactions} own transactions not published", highlight=False)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

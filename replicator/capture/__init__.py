@@ -1,0 +1,1 @@
+"""Source readers: turn a database change log into `SourceTransaction`s."""

@@ -1,0 +1,63 @@
+"""The contract between a database's change-log reader and the capture runner.
+
+A source yields `TxBegin`, then the transaction's `RowChange`s in log order, then `TxCommit`;
+`Heartbeat`s tell the runner the source is alive and, when nothing is in flight, which position may
+be acknowledged so an idle source does not pin the log (PostgreSQL WAL). The runner acknowledges a
+position only after Kafka confirmed every message up to it, by calling `acknowledge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from replicator.events import Connector, Position, RowChange, SourceTransaction, TableId
+
+
+@dataclass(slots=True)
+class TxBegin:
+    tx: SourceTransaction  # `changes` stays empty: changes stream as RowChange items
+
+
+@dataclass(slots=True)
+class TxCommit:
+    tx: SourceTransaction
+    position: Position  # what to acknowledge once everything of this transaction is in Kafka
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDone:
+    """The initial snapshot has been read completely; acknowledged like a position once Kafka holds it all."""
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    position: Position | None  # acknowledgeable when nothing is in flight (None: nothing new)
+
+
+StreamItem = TxBegin | RowChange | TxCommit | Heartbeat | SnapshotDone
+
+
+class CaptureSource(Protocol):
+    name: str
+    connector: Connector
+    database: str
+
+    def open(self) -> None:
+        """Connect, check the server's settings and the tables, and prepare the position to read from.
+        Raises ConfigError / FatalError with what to fix."""
+
+    def tables(self) -> list[TableId]:
+        """The captured tables (known after open)."""
+
+    def stream(self) -> Iterator[StreamItem]:
+        """Snapshot (when due) then live changes, until `stop` is called."""
+
+    def acknowledge(self, position: Position | SnapshotDone) -> None:
+        """Everything up to and including `position` is durable in Kafka."""
+
+    def stop(self) -> None:
+        """Ask `stream` to return at the next transaction boundary (callable from a signal handler)."""
+
+    def close(self) -> None: ...

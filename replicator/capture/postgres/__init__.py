@@ -1,0 +1,1 @@
+"""PostgreSQL capture: pgoutput decoding and type conversion (pure), and the replication reader."""

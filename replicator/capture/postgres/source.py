@@ -1,0 +1,593 @@
+"""PostgreSQL capture: a pgoutput logical replication slot read over the streaming replication protocol.
+
+psycopg 3 has no replication API, so the stream is read with psycopg2's LogicalReplicationConnection
+(see shared notes); catalog queries and the snapshot use psycopg 3. Protocol version 1 is used on
+purpose: the server then sends a transaction only once it committed, so its changes can be published
+as they arrive, and the Origin message (the replicator's loop tag) always follows Begin directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+from psycopg import sql
+
+from replicator.capture.base import Heartbeat, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.postgres import pgoutput as pg
+from replicator.capture.postgres.types import Decoder, UnsupportedColumnType, make_decoder, make_relation_decoders
+from replicator.config import PostgresSourceConfig, ResolvedConnection
+from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER, postgres_transaction_id
+from replicator.errors import ConfigError, FatalError, RetriableError
+from replicator.events import (
+    Connector,
+    MariaDbPosition,
+    Op,
+    PostgresPosition,
+    Row,
+    RowChange,
+    SourceTransaction,
+    TableId,
+)
+from replicator.transport.kafka import OffsetStore
+
+log = logging.getLogger(__name__)
+
+# The session settings the text decoders rely on (see capture/postgres/types.py).
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO -c IntervalStyle=postgres -c bytea_output=hex -c TimeZone=UTC -c extra_float_digits=3"
+)
+
+
+@dataclass(slots=True)
+class _Table:
+    table: TableId
+    columns: tuple[str, ...]
+    decoders: tuple[Decoder, ...]
+    key_indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Catalog:
+    enum_oids: frozenset[int]
+    array_element_oids: dict[int, int]
+    domain_base_oids: dict[int, int]
+
+
+def _lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+class PostgresCaptureSource:
+    connector = Connector.POSTGRESQL
+
+    def __init__(self, config: PostgresSourceConfig, offsets: OffsetStore) -> None:
+        self.config = config
+        self.name = config.name
+        self._conn_info: ResolvedConnection = config.connection.resolve(f"sources.{config.name}.connection", 5432)
+        self.database = self._conn_info.database
+        self._offsets = offsets
+        self._tables: list[TableId] = [TableId(*t.split(".", 1)) for t in config.tables]
+        self._relations: dict[int, _Table] = {}
+        self._catalog = _Catalog(frozenset(), {}, {})
+        self._repl: Any = None
+        self._cursor: Any = None
+        self._snapshot_name: str | None = None
+        self._needs_snapshot = False
+        self._snapshot_saved = False
+        self._stopping = False
+        self._flush_lsn = 0
+        self._feedback_due = False
+        self._last_feedback = 0.0
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def tables(self) -> list[TableId]:
+        return list(self._tables)
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            info = self._conn_info
+            return psycopg.connect(
+                host=info.host,
+                port=info.port,
+                user=info.user,
+                dbname=info.database,
+                password=info.password.get_secret_value(),
+                options=SESSION_OPTIONS,
+                autocommit=True,
+            )
+        except psycopg.OperationalError as exc:
+            raise RetriableError(f"source {self.name}: cannot connect to {self._conn_info.describe()}: {exc}") from None
+
+    def open(self) -> None:
+        with self._connect() as conn:
+            self._check_server(conn)
+            self._check_tables(conn)
+            self._catalog = self._load_catalog(conn)
+            self._ensure_publication(conn)
+            slot_exists = (
+                conn.execute(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+                    (self.config.slot_name,),
+                ).fetchone()
+                is not None
+            )
+        state = self._offsets.load() or {}
+        if state.get("slot") == self.config.slot_name and state.get("snapshot_done") and not slot_exists:
+            raise FatalError(
+                f"source {self.name}: replication slot {self.config.slot_name} was dropped, so the changes made "
+                f"since the slot was last read are lost to capture. Delete the source's offsets topic "
+                f"({self._offsets.topic}) to start over with a new snapshot, or restore the slot."
+            )
+        snapshot_pending = self.config.snapshot == "initial" and not (
+            slot_exists and state.get("slot") == self.config.slot_name and state.get("snapshot_done")
+        )
+        self._repl = self._replication_connection()
+        self._cursor = self._repl.cursor()
+        if slot_exists and snapshot_pending:
+            # A snapshot was interrupted (or never recorded): its exported snapshot died with the session,
+            # so start over from a fresh slot rather than stream from a point the snapshot did not match.
+            log.warning("source %s: snapshot was not completed; recreating slot %s", self.name, self.config.slot_name)
+            self._cursor.execute(f'DROP_REPLICATION_SLOT "{self.config.slot_name}" WAIT')
+            slot_exists = False
+        if not slot_exists:
+            mode = "EXPORT_SNAPSHOT" if snapshot_pending else "NOEXPORT_SNAPSHOT"
+            self._cursor.execute(f'CREATE_REPLICATION_SLOT "{self.config.slot_name}" LOGICAL pgoutput {mode}')
+            _, consistent_point, snapshot_name, _ = self._cursor.fetchone()
+            self._snapshot_name = snapshot_name
+            self._offsets.save(
+                {
+                    "slot": self.config.slot_name,
+                    "snapshot_done": not snapshot_pending,
+                    "created_at_lsn": consistent_point,
+                },
+                wait=True,
+            )
+        self._needs_snapshot = snapshot_pending
+
+    def _replication_connection(self) -> Any:
+        info = self._conn_info
+        try:
+            return psycopg2.connect(
+                host=info.host,
+                port=info.port,
+                user=info.user,
+                dbname=info.database,
+                password=info.password.get_secret_value(),
+                options=SESSION_OPTIONS,
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+            )
+        except psycopg2.OperationalError as exc:
+            raise RetriableError(
+                f"source {self.name}: cannot open a replication connection to {info.describe()}: "
+                f"{str(exc).strip()} (the user needs the REPLICATION attribute and a pg_hba 'replication' entry)"
+            ) from None
+
+    def _check_server(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        problems = []
+        (wal_level,) = conn.execute("SHOW wal_level").fetchone() or ("?",)
+        if wal_level != "logical":
+            problems.append(
+                f"source {self.name}: the server runs with wal_level={wal_level}; logical decoding needs "
+                "wal_level=logical in postgresql.conf (then restart PostgreSQL)"
+            )
+        (encoding,) = conn.execute("SHOW server_encoding").fetchone() or ("?",)
+        if encoding != "UTF8":
+            problems.append(f"source {self.name}: database encoding is {encoding}; capture needs UTF8")
+        if problems:
+            raise ConfigError(problems)
+
+    def _check_tables(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        problems: list[str] = []
+        for table in self._tables:
+            row = conn.execute(
+                """SELECT c.oid, c.relreplident,
+                          EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""",
+                (table.namespace, table.table),
+            ).fetchone()
+            if row is None:
+                problems.append(f"source {self.name}: table {table} does not exist")
+                continue
+            _oid, replident, has_pk = row
+            if not has_pk:
+                problems.append(
+                    f"source {self.name}: table {table} has no primary key; events are keyed by it, so add one "
+                    f"(ALTER TABLE {table} ADD PRIMARY KEY (...))"
+                )
+            if replident == "n":
+                problems.append(f"source {self.name}: table {table} has REPLICA IDENTITY NOTHING; use DEFAULT or FULL")
+        if problems:
+            raise ConfigError(problems)
+        catalog = self._load_catalog(conn)
+        for table in self._tables:
+            for name, type_oid, typmod, type_name in conn.execute(
+                """SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod)
+                   FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                   ORDER BY a.attnum""",
+                (f'"{table.namespace}"."{table.table}"',),
+            ).fetchall():
+                try:
+                    make_decoder(
+                        type_oid,
+                        typmod,
+                        type_name=type_name,
+                        enum_oids=catalog.enum_oids,
+                        array_element_oids=catalog.array_element_oids,
+                        domain_base_oids=catalog.domain_base_oids,
+                        table=str(table),
+                        column=name,
+                    )
+                except UnsupportedColumnType as exc:
+                    problems.append(f"source {self.name}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+
+    @staticmethod
+    def _load_catalog(conn: psycopg.Connection[tuple[Any, ...]]) -> _Catalog:
+        enums = frozenset(oid for (oid,) in conn.execute("SELECT oid::int FROM pg_type WHERE typtype = 'e'"))
+        arrays = dict(
+            conn.execute(
+                "SELECT oid::int, typelem::int FROM pg_type WHERE typcategory = 'A' AND typelem <> 0 AND oid >= 16384"
+            ).fetchall()
+        )
+        domains = dict(conn.execute("SELECT oid::int, typbasetype::int FROM pg_type WHERE typtype = 'd'").fetchall())
+        return _Catalog(enums, arrays, domains)
+
+    def _ensure_publication(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        name = sql.Identifier(self.config.publication_name)
+        tables = sql.SQL(", ").join(sql.Identifier(t.namespace, t.table) for t in self._tables)
+        exists = conn.execute(
+            "SELECT 1 FROM pg_publication WHERE pubname = %s", (self.config.publication_name,)
+        ).fetchone()
+        try:
+            if exists:
+                conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(name, tables))
+            else:
+                conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(name, tables))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"source {self.name}: cannot create or alter publication {self.config.publication_name}: {exc}; "
+                "create it as the tables' owner or grant ownership"
+            ) from None
+
+    # -- streaming ---------------------------------------------------------------------------------
+
+    def stream(self) -> Iterator[StreamItem]:
+        if self._needs_snapshot:
+            yield from self._snapshot()
+        if self._stopping:
+            return
+        try:
+            self._cursor.start_replication(
+                slot_name=self.config.slot_name,
+                decode=False,
+                status_interval=self.config.heartbeat_interval_s,
+                options={"proto_version": "1", "publication_names": self.config.publication_name},
+            )
+        except psycopg2.errors.UndefinedObject as exc:
+            raise FatalError(
+                f"source {self.name}: {str(exc).strip()}; the slot was dropped while capture ran"
+            ) from None
+        yield from self._replicate()
+
+    def _replicate(self) -> Iterator[StreamItem]:
+        cursor = self._cursor
+        tx: SourceTransaction | None = None
+        begun = False
+        last_heartbeat = time.monotonic()
+        interval = self.config.heartbeat_interval_s
+        while True:
+            if tx is None and self._stopping:
+                return
+            try:
+                msg = cursor.read_message()
+            except psycopg2.OperationalError as exc:
+                raise RetriableError(f"source {self.name}: replication stream lost: {str(exc).strip()}") from None
+            except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
+                raise FatalError(f"source {self.name}: {str(exc).strip()}") from None
+            if msg is None:
+                self._send_feedback(force=False)
+                if tx is None:
+                    # Idle: let the runner serve Kafka's confirmations; every interval, also offer the
+                    # server's WAL position so an idle slot does not pin WAL.
+                    now = time.monotonic()
+                    position = None
+                    if now - last_heartbeat >= interval and cursor.wal_end:
+                        last_heartbeat = now
+                        position = PostgresPosition(lsn=cursor.wal_end, commit_lsn=cursor.wal_end, tx_id=None)
+                    yield Heartbeat(position)
+                with contextlib.suppress(InterruptedError):
+                    select.select([cursor], [], [], min(1.0, interval))
+                continue
+            payload = msg.payload
+            kind = payload[0]
+            if kind == 0x42:  # B
+                begin = pg.parse_message(payload, False)
+                assert isinstance(begin, pg.Begin)
+                tx = SourceTransaction(
+                    id=postgres_transaction_id(begin.xid, begin.final_lsn),
+                    commit_ts_ms=begin.commit_ts_ms,
+                    position=PostgresPosition(lsn=begin.final_lsn, commit_lsn=begin.final_lsn, tx_id=begin.xid),
+                )
+                begun = False
+                continue
+            if kind == 0x4F:  # O: written by a session with a replication origin
+                origin = pg.parse_message(payload, False)
+                assert isinstance(origin, pg.Origin) and tx is not None
+                if origin.name.startswith(self.config.origin_prefix):
+                    tx.origin = origin.name
+                continue
+            if tx is None:
+                if kind == 0x52:  # R can only come inside a transaction, but be lenient
+                    self._on_relation(pg.parse_message(payload, False))
+                    continue
+                raise FatalError(f"source {self.name}: pgoutput message {chr(kind)!r} outside a transaction")
+            if not begun:
+                begun = True
+                yield TxBegin(tx)
+            if kind == 0x43:  # C
+                commit = pg.parse_message(payload, False)
+                assert isinstance(commit, pg.Commit)
+                tx_id = tx.position.tx_id if isinstance(tx.position, PostgresPosition) else None
+                yield TxCommit(tx, PostgresPosition(lsn=commit.end_lsn, commit_lsn=commit.commit_lsn, tx_id=tx_id))
+                tx = None
+                continue
+            message = pg.parse_message(payload, False)
+            if isinstance(message, pg.Relation):
+                self._on_relation(message)
+            elif isinstance(message, pg.TypeDefinition | pg.LogicalMessage):
+                continue
+            else:
+                yield from self._changes(message, tx, msg.data_start)
+
+    def _on_relation(self, message: pg.Message) -> None:
+        assert isinstance(message, pg.Relation)
+        table = TableId(message.namespace, message.name)
+        catalog = self._catalog
+        try:
+            decoders = make_relation_decoders(
+                message,
+                enum_oids=catalog.enum_oids,
+                array_element_oids=catalog.array_element_oids,
+                domain_base_oids=catalog.domain_base_oids,
+            )
+        except UnsupportedColumnType as exc:
+            raise FatalError(f"source {self.name}: {exc}") from None
+        keys = tuple(i for i, column in enumerate(message.columns) if column.is_key)
+        if not keys:
+            raise FatalError(f"source {self.name}: table {table} has no primary key columns in its replica identity")
+        self._relations[message.relation_oid] = _Table(table, tuple(c.name for c in message.columns), decoders, keys)
+
+    def _row(self, rel: _Table, values: pg.TupleData, fallback: pg.TupleData | None = None) -> Row:
+        row: Row = {}
+        for index, (name, decode, value) in enumerate(zip(rel.columns, rel.decoders, values, strict=True)):
+            if value is None:
+                row[name] = None
+            elif value is pg.UNCHANGED_TOAST:
+                # Not in the WAL: take it from the full old row if we have one, else mark it unavailable.
+                old = fallback[index] if fallback is not None else None
+                row[name] = decode(old) if isinstance(old, str) else UNAVAILABLE_VALUE_PLACEHOLDER
+            elif isinstance(value, str):
+                try:
+                    row[name] = decode(value)
+                except ValueError as exc:
+                    raise FatalError(
+                        f"source {self.name}: {rel.table}.{name}: cannot decode {value[:60]!r}: {exc}"
+                    ) from None
+            else:
+                raise FatalError(f"source {self.name}: {rel.table}.{name}: unexpected binary value")
+        return row
+
+    def _key(self, rel: _Table, values: pg.TupleData) -> Row:
+        key: Row = {}
+        for i in rel.key_indexes:
+            value = values[i]
+            key[rel.columns[i]] = rel.decoders[i](value) if isinstance(value, str) else None
+        return key
+
+    def _changes(self, message: pg.Message, tx: SourceTransaction, lsn: int) -> Iterator[RowChange]:
+        assert isinstance(tx.position, PostgresPosition)
+        position = PostgresPosition(
+            lsn=lsn or tx.position.lsn, commit_lsn=tx.position.commit_lsn, tx_id=tx.position.tx_id
+        )
+        if isinstance(message, pg.Insert):
+            rel = self._relation(message.relation_oid)
+            yield RowChange(
+                rel.table, Op.CREATE, self._key(rel, message.new), None, self._row(rel, message.new), position
+            )
+        elif isinstance(message, pg.Update):
+            rel = self._relation(message.relation_oid)
+            new_key = self._key(rel, message.new)
+            full_old = message.old if message.old_kind == "O" else None
+            after = self._row(rel, message.new, full_old)
+            if message.old is not None:
+                old_key = self._key(rel, message.old)
+                if old_key != new_key:
+                    # The key changed: like Debezium, a delete of the old key and a create of the new one,
+                    # so each key's events stay in its own partition and order.
+                    yield RowChange(rel.table, Op.DELETE, old_key, self._row(rel, message.old), None, position)
+                    yield RowChange(rel.table, Op.CREATE, new_key, None, after, position)
+                    return
+            before_row = None if full_old is None else self._row(rel, full_old)
+            yield RowChange(rel.table, Op.UPDATE, new_key, before_row, after, position)
+        elif isinstance(message, pg.Delete):
+            rel = self._relation(message.relation_oid)
+            yield RowChange(
+                rel.table, Op.DELETE, self._key(rel, message.old), self._row(rel, message.old), None, position
+            )
+        elif isinstance(message, pg.Truncate):
+            for oid in message.relation_oids:
+                rel = self._relation(oid)
+                yield RowChange(rel.table, Op.TRUNCATE, {}, None, None, position)
+        else:
+            raise FatalError(f"source {self.name}: unexpected pgoutput message {message!r}")
+
+    def _relation(self, oid: int) -> _Table:
+        try:
+            return self._relations[oid]
+        except KeyError:
+            raise FatalError(f"source {self.name}: change for relation {oid} before its Relation message") from None
+
+    # -- snapshot ----------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Iterator[StreamItem]:
+        """Read every table as of the slot's exported snapshot, in primary-key chunks, as `r` events."""
+        assert self._snapshot_name is not None
+        started_ms = int(time.time() * 1000)
+        with self._connect() as conn:
+            # autocommit stays on so that this BEGIN is the transaction's first statement, as
+            # SET TRANSACTION SNAPSHOT requires.
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot_name)))
+            for table in self._tables:
+                yield from self._snapshot_table(conn, table, started_ms)
+                if self._stopping:
+                    conn.execute("ROLLBACK")
+                    return
+            conn.execute("ROLLBACK")
+        yield SnapshotDone()
+
+    def _snapshot_table(
+        self, conn: psycopg.Connection[tuple[Any, ...]], table: TableId, started_ms: int
+    ) -> Iterator[StreamItem]:
+        columns, decoders, key_cols = self._table_shape(conn, table)
+        ident = sql.SQL("{} AS t").format(sql.Identifier(table.namespace, table.table))
+        # Values are read as text so that the pgoutput decoders encode them exactly as streamed ones.
+        select_list = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in columns)
+        key_list = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in key_cols)
+        last_key: tuple[Any, ...] | None = None
+        chunk = self.config.snapshot_chunk_rows
+        key_pos = [columns.index(c) for c in key_cols]
+        raw_key = key_list
+        chunk_no = 0
+        while not self._stopping:
+            if last_key is None:
+                query = sql.SQL("SELECT {}, {} FROM {} ORDER BY {} LIMIT {}").format(
+                    select_list, raw_key, ident, key_list, sql.Literal(chunk)
+                )
+                rows = conn.execute(query).fetchall()
+            else:
+                query = sql.SQL("SELECT {}, {} FROM {} WHERE ({}) > ({}) ORDER BY {} LIMIT {}").format(
+                    select_list,
+                    raw_key,
+                    ident,
+                    key_list,
+                    sql.SQL(", ").join(sql.Placeholder() for _ in key_cols),
+                    key_list,
+                    sql.Literal(chunk),
+                )
+                rows = conn.execute(query, last_key).fetchall()
+            if not rows:
+                return
+            chunk_no += 1
+            tx = SourceTransaction(
+                id=f"snapshot:{table}:{chunk_no}",
+                commit_ts_ms=started_ms,
+                position=PostgresPosition(lsn=0, commit_lsn=0, tx_id=None),
+                snapshot=True,
+            )
+            yield TxBegin(tx)
+            width = len(columns)
+            for raw in rows:
+                after = {
+                    name: (None if value is None else decode(value))
+                    for name, decode, value in zip(columns, decoders, raw[:width], strict=True)
+                }
+                key = {columns[i]: after[columns[i]] for i in key_pos}
+                yield RowChange(table, Op.READ, key, None, after, tx.position)
+            last_key = tuple(rows[-1][width:])
+            yield TxCommit(tx, tx.position)
+            if len(rows) < chunk:
+                return
+
+    def _table_shape(
+        self, conn: psycopg.Connection[tuple[Any, ...]], table: TableId
+    ) -> tuple[list[str], list[Decoder], list[str]]:
+        catalog = self._catalog
+        rows = conn.execute(
+            """SELECT a.attname, a.atttypid::int, a.atttypmod,
+                      COALESCE(a.attnum = ANY (i.indkey), false)
+               FROM pg_attribute a
+               LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+               WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
+            (f'"{table.namespace}"."{table.table}"',),
+        ).fetchall()
+        columns = [r[0] for r in rows]
+        decoders = [
+            make_decoder(
+                r[1],
+                r[2],
+                enum_oids=catalog.enum_oids,
+                array_element_oids=catalog.array_element_oids,
+                domain_base_oids=catalog.domain_base_oids,
+                table=str(table),
+                column=r[0],
+            )
+            for r in rows
+        ]
+        # Key columns in index order, not attribute order.
+        key_cols = [
+            r[0]
+            for r in conn.execute(
+                """SELECT a.attname FROM pg_index i
+               JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.ord""",
+                (f'"{table.namespace}"."{table.table}"',),
+            ).fetchall()
+        ]
+        return columns, decoders, key_cols
+
+    # -- acknowledgement and shutdown ----------------------------------------------------------------
+
+    def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone) -> None:
+        snapshot_chunk = isinstance(position, PostgresPosition) and position.lsn == 0
+        if self._needs_snapshot and not self._snapshot_saved and not snapshot_chunk:
+            # Positions are acknowledged in order, so the snapshot (read before any streamed change) is
+            # wholly in Kafka: record it, or a restart would snapshot again.
+            self._snapshot_saved = True
+            self._offsets.save({"slot": self.config.slot_name, "snapshot_done": True})
+        if not isinstance(position, PostgresPosition) or snapshot_chunk:
+            return
+        if position.lsn > self._flush_lsn:
+            self._flush_lsn = position.lsn
+            self._feedback_due = True
+            self._send_feedback(force=False)
+
+    def _send_feedback(self, *, force: bool) -> None:
+        if self._cursor is None or not self._flush_lsn:
+            return
+        now = time.monotonic()
+        # Feedback is cheap but not free: at most ten a second unless asked to force it.
+        if force or (self._feedback_due and now - self._last_feedback >= 0.1):
+            try:
+                self._cursor.send_feedback(flush_lsn=self._flush_lsn, reply=force)
+            except psycopg2.Error as exc:
+                raise RetriableError(
+                    f"source {self.name}: could not acknowledge LSN {_lsn_text(self._flush_lsn)}: {exc}"
+                ) from None
+            self._feedback_due = False
+            self._last_feedback = now
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        if self._repl is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._send_feedback(force=True)
+            self._repl.close()
+            self._repl = None
+            self._cursor = None

@@ -1,0 +1,272 @@
+"""The replicator's YAML configuration, validated by pydantic models that forbid unknown keys.
+
+Secrets (passwords, DSNs carrying passwords) never sit in the file: a `Secret` names an environment
+variable or a file to read them from, and resolved values are `SecretStr`, masked in every repr.
+A bad file stops start-up with every problem listed, each naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from replicator.errors import ConfigError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret(StrictModel):
+    """Where a secret comes from: an environment variable or a file (first line, stripped)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self, where: str) -> SecretStr:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read secret file {self.file}: {exc.strerror}") from None
+
+
+class ConnectionConfig(StrictModel):
+    """A database connection: either a DSN secret (URL with the password in it) or its parts."""
+
+    dsn: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = None
+    database: str | None = None
+
+    @model_validator(mode="after")
+    def _dsn_or_parts(self) -> ConnectionConfig:
+        if self.dsn is None and (self.user is None or self.database is None):
+            raise ValueError("give either 'dsn' or at least 'user' and 'database'")
+        return self
+
+    def resolve(self, where: str, default_port: int) -> ResolvedConnection:
+        if self.dsn is not None:
+            url = urlsplit(self.dsn.resolve(f"{where}.dsn").get_secret_value())
+            if not url.hostname or not url.username or not url.path.strip("/"):
+                raise ConfigError(f"{where}.dsn: expected scheme://user:password@host:port/database")
+            return ResolvedConnection(
+                host=url.hostname,
+                port=url.port or default_port,
+                user=unquote(url.username),
+                password=SecretStr(unquote(url.password or "")),
+                database=url.path.strip("/"),
+            )
+        assert self.user is not None and self.database is not None
+        return ResolvedConnection(
+            host=self.host,
+            port=self.port or default_port,
+            user=self.user,
+            password=self.password.resolve(f"{where}.password") if self.password else SecretStr(""),
+            database=self.database,
+        )
+
+
+class ResolvedConnection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int
+    user: str
+    password: SecretStr
+    database: str
+
+    def libpq_kwargs(self) -> dict[str, str | int]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.database,
+            "password": self.password.get_secret_value(),
+        }
+
+    def describe(self) -> str:
+        """For logs and errors: everything but the password."""
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def _check_table_name(value: str) -> str:
+    parts = value.split(".")
+    if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+        raise ValueError(f"{value!r} is not a qualified table name like schema.table (letters, digits, _ and $)")
+    return value
+
+
+TableName = Annotated[str, Field(description="schema.table (PostgreSQL) or database.table (MariaDB)")]
+
+
+class SourceBase(StrictModel):
+    name: str = Field(description="Logical source name: topic prefix and `source.name` of every event")
+    connection: ConnectionConfig
+    tables: list[TableName] = Field(min_length=1)
+    snapshot: Literal["initial", "never"] = "initial"
+    snapshot_chunk_rows: int = Field(default=5000, ge=1)
+    publish_own_writes: bool = Field(
+        default=False, description="Publish transactions carrying the replicator's loop tag (audit only)"
+    )
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError("use letters, digits, '_' and '-' (it becomes part of Kafka topic names)")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: list[str]) -> list[str]:
+        for table in value:
+            _check_table_name(table)
+        if len(set(value)) != len(value):
+            raise ValueError("a table is listed twice")
+        return value
+
+
+class PostgresSourceConfig(SourceBase):
+    kind: Literal["postgresql"]
+    slot: str = Field(default="", description="Replication slot name [default: replicator_<name>]")
+    publication: str = Field(default="", description="Publication name [default: replicator_<name>]")
+    origin_prefix: str = Field(default="replicator", description="Replication origins of the replicator's writers")
+
+    @field_validator("slot", "publication")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        if value and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", value):
+            raise ValueError("use lower-case letters, digits and '_' (PostgreSQL slot and publication names)")
+        return value
+
+    @property
+    def slot_name(self) -> str:
+        return self.slot or f"replicator_{self.name.replace('-', '_').lower()}"
+
+    @property
+    def publication_name(self) -> str:
+        return self.publication or f"replicator_{self.name.replace('-', '_').lower()}"
+
+
+class MariaDbSourceConfig(SourceBase):
+    kind: Literal["mariadb"]
+    server_id: int = Field(
+        default=4242,
+        ge=1,
+        le=2**32 - 1,
+        description="Server id the binlog reader registers with; unique among replicas",
+    )
+    timezone: str = Field(default="UTC", description="Time zone of the shop's DATETIME values (IANA name)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+
+SourceConfig = Annotated[PostgresSourceConfig | MariaDbSourceConfig, Field(discriminator="kind")]
+
+
+class TopicSettings(StrictModel):
+    partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    retention_ms: int = Field(default=-1, description="-1 keeps events forever (replayable for audit)")
+    tombstones: bool = Field(default=True, description="Send a null-value message after each delete")
+
+
+class KafkaConfig(StrictModel):
+    bootstrap_servers: str | None = None
+    bootstrap_servers_env: str | None = Field(default=None, description="Environment variable holding them")
+    linger_ms: int = Field(default=5, ge=0)
+    compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
+    topics: TopicSettings = TopicSettings()
+
+    @model_validator(mode="after")
+    def _one(self) -> KafkaConfig:
+        if (self.bootstrap_servers is None) == (self.bootstrap_servers_env is None):
+            raise ValueError("give exactly one of 'bootstrap_servers' or 'bootstrap_servers_env'")
+        return self
+
+    def bootstrap(self) -> str:
+        if self.bootstrap_servers is not None:
+            return self.bootstrap_servers
+        assert self.bootstrap_servers_env is not None
+        value = os.environ.get(self.bootstrap_servers_env)
+        if not value:
+            raise ConfigError(
+                f"kafka.bootstrap_servers_env: environment variable {self.bootstrap_servers_env} is not set"
+            )
+        return value
+
+
+class ReplicatorConfig(StrictModel):
+    kafka: KafkaConfig
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ReplicatorConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def source(self, name: str) -> PostgresSourceConfig | MariaDbSourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"no source named {name!r} in the config (sources: {known})")
+
+
+def _format_errors(path: Path, exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(f"{path}: {location}: {error['msg']}")
+    return problems
+
+
+def load_config(path: Path) -> ReplicatorConfig:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return ReplicatorConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None

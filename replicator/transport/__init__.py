@@ -1,0 +1,1 @@
+"""Kafka transport: topic naming (pure) and the producer/consumer wrappers."""

@@ -1,0 +1,241 @@
+"""Kafka I/O: an idempotent producer whose confirmations feed the capture checkpoint, topic creation,
+and reading the last value of a key from a compacted topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+from replicator.errors import FatalError, RetriableError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    replication_factor: int = 1
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    A broker that refuses (bad name, too few brokers for the replication factor, no permission) stops
+    start-up with its own message and the topic's name.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise RetriableError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+    wanted = [spec for spec in specs if spec.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=s.replication_factor, config=dict(s.config)
+            )
+            for s in wanted
+        ],
+        request_timeout=timeout,
+    )
+    created: list[str] = []
+    problems: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another process created it meanwhile
+            problems.append(f"topic {name}: the broker refused to create it: {error}")
+    if problems:
+        raise FatalError("; ".join(problems))
+    _wait_for_leaders(admin, created, timeout)
+    return created
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """A created topic is usable once every partition has a leader; until then reads fail with
+    NOT_LEADER_FOR_PARTITION, so wait here rather than make every caller retry."""
+    deadline = time.monotonic() + timeout
+    waiting = set(topics)
+    while waiting:
+        metadata = admin.list_topics(timeout=timeout)
+        for name in list(waiting):
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None and topic.partitions and all(
+                p.leader >= 0 for p in topic.partitions.values()
+            ):
+                waiting.discard(name)
+        if waiting:
+            if time.monotonic() > deadline:
+                raise RetriableError(f"topics {sorted(waiting)} have no partition leader after {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+def describe_topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+    (future,) = futures.values()
+    return {name: entry.value for name, entry in future.result(timeout=30).items()}
+
+
+DeliveryCallback = Callable[[Any, Any], None]
+
+
+class EventProducer:
+    """An idempotent, ordered producer. Delivery failures are not retried here: librdkafka already
+    retried them, so a reported failure is fatal and surfaces on the next call."""
+
+    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 5, compression: str = "lz4") -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": client_id,
+                "enable.idempotence": True,  # implies acks=all and ordered, gap-free retries
+                "compression.type": compression,
+                "linger.ms": linger_ms,
+                "batch.num.messages": 10000,
+                "queue.buffering.max.messages": 500000,
+                "queue.buffering.max.kbytes": 1048576,
+                "message.timeout.ms": 300000,
+            }
+        )
+        self._failure: str | None = None
+
+    def delivery_callback(self, on_confirmed: Callable[[], None]) -> DeliveryCallback:
+        """A callback for one batch of messages (e.g. one transaction): confirmations call
+        `on_confirmed`; a failure is remembered and raised by the next produce/poll/flush."""
+
+        def callback(err: Any, msg: Any) -> None:
+            if err is not None:
+                if self._failure is None:
+                    self._failure = f"Kafka refused a message for {msg.topic()}: {err}"
+                return
+            on_confirmed()
+
+        return callback
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, callback: DeliveryCallback | None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self._producer.poll(0.1)
+                self._raise_failure()
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+        self._raise_failure()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout)
+        self._raise_failure()
+        if remaining:
+            raise RetriableError(f"{remaining} messages still unconfirmed by Kafka after {timeout:.0f}s")
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise FatalError(self._failure)
+
+
+def read_last_value(bootstrap: str, topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
+    """The value of the newest message with `key` in `topic` (a small compacted topic), or None."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "replicator-offsets-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = metadata.topics[topic].partitions
+        assignments = [TopicPartition(topic, p, 0) for p in partitions]
+        ends = {}
+        for tp in assignments:
+            low, high = _watermarks(consumer, tp, timeout)
+            ends[tp.partition] = high
+            tp.offset = low
+        todo = {p for p, high in ends.items() if high > 0}
+        if not todo:
+            return None
+        consumer.assign([tp for tp in assignments if tp.partition in todo])
+        found: bytes | None = None
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise RetriableError(f"timed out reading {topic}")
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            error = msg.error()
+            partition = int(msg.partition() or 0)
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    todo.discard(partition)
+                    continue
+                raise RetriableError(f"reading {topic}: {error}")
+            if msg.key() == key:
+                found = msg.value()
+            if int(msg.offset() or 0) + 1 >= ends[partition]:
+                todo.discard(partition)
+        return found
+    finally:
+        consumer.close()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """A just-created topic's leader may not serve requests yet (NOT_LEADER_FOR_PARTITION): retry
+    retriable errors until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (isinstance(error, KafkaError) and error.retriable()) or time.monotonic() > deadline:
+                raise RetriableError(f"reading {tp.topic}: {error}") from None
+            time.sleep(0.2)
+
+
+class OffsetStore:
+    """A source's stored position: the newest value under the source's key in its compacted offsets topic.
+
+    Saves go through the capture's own producer; `save` is called only for positions whose events Kafka
+    already confirmed, so a lost save re-sends a tail on restart and never skips one.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, key: str, producer: EventProducer) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._key = key.encode()
+        self._producer = producer
+
+    def load(self) -> dict[str, Any] | None:
+        raw = read_last_value(self.bootstrap, self.topic, self._key)
+        if raw is None:
+            return None
+        value = orjson.loads(raw)
+        if not isinstance(value, dict):
+            raise FatalError(f"offsets topic {self.topic}: the value under key {self._key.decode()!r} is not an object")
+        return value
+
+    def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
+        self._producer.produce(self.topic, self._key, orjson.dumps(state), None)
+        if wait:
+            self._producer.flush()
