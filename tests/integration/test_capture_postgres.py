@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from replicator.devstack import ConnectionSettings
+from replicator.errors import ConfigError, FatalError
 from tests.conftest import PgDatabase
 from tests.support.capture import capture_thread, write_config
 from tests.support.kafka_reader import read_topics
@@ -69,3 +71,155 @@ def test_snapshot_then_stream_with_transaction_metadata(
     assert [r.value["transaction"]["id"] for r in lines] == [first_end["id"]] * 2
     assert customers[2].value["transaction"] == {"id": first_end["id"], "total_order": 1, "data_collection_order": 1}
     assert [r.value["transaction"]["total_order"] for r in lines] == [2, 3]
+
+
+def _start(devstack: ConnectionSettings, db: PgDatabase, name: str, tables: list[str], tmp_path: Path,
+           **extra: object) -> Path:
+    return write_config(tmp_path / f"{name}.yaml", devstack.kafka_bootstrap,
+                        [_pg_source(name, db, tables, **extra)])
+
+
+def test_transactions_with_the_replicator_origin_are_not_published_but_concurrent_user_ones_are(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customer (id int PRIMARY KEY, email text, phone text)")
+        conn.execute("INSERT INTO customer VALUES (1, 'a@x', '100'), (2, 'b@x', '100')")
+        conn.execute("SELECT pg_replication_origin_create(%s)", (f"replicator_{name}_w1",))
+    config = _start(devstack, pg_database, name, ["public.customer"], tmp_path, snapshot="never")
+    try:
+        with capture_thread(config, name) as runner:
+            with psycopg.connect(pg_database.dsn, autocommit=True) as writer, \
+                    psycopg.connect(pg_database.dsn, autocommit=True) as user:
+                writer.execute("SELECT pg_replication_origin_session_setup(%s)", (f"replicator_{name}_w1",))
+                with writer.transaction():
+                    writer.execute("SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
+                    writer.execute("UPDATE customer SET email = 'echo@x' WHERE id = 1")
+                    # A user's transaction commits while the tagged one is open.
+                    user.execute("UPDATE customer SET phone = '200' WHERE id = 2")
+                # And a user edits the very row the replicator just wrote.
+                user.execute("UPDATE customer SET phone = '300' WHERE id = 1")
+            records = read_topics(devstack.kafka_bootstrap, [f"{name}.public.customer"], until=2)
+            assert runner.stats.skipped_own_transactions == 1
+    finally:
+        with psycopg.connect(pg_database.admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = %s",
+                (f"replicator_{name}_w1",),
+            )
+    assert [(r.key["id"], r.value["after"]["phone"]) for r in records] == [(2, "200"), (1, "300")]
+    # The user's edit carries the row as it is, including the replicator's email; no event of its own.
+    assert records[1].value["after"]["email"] == "echo@x"
+    assert all(r.value["source"]["origin"] is None for r in records)
+
+
+def test_a_table_without_primary_key_and_an_unsupported_type_stop_start_up_naming_them(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nokey (a int, b text)")
+        conn.execute("CREATE TABLE pricey (id int PRIMARY KEY, price money)")
+    config = _start(devstack, pg_database, name, ["public.nokey", "public.pricey", "public.missing"], tmp_path)
+    with pytest.raises(ConfigError) as info, capture_thread(config, name):
+        pass
+    problems = "\n".join(info.value.problems)
+    assert "table public.nokey has no primary key" in problems
+    assert "table public.missing does not exist" in problems
+    config = _start(devstack, pg_database, name, ["public.pricey"], tmp_path)
+    with pytest.raises(ConfigError, match=r"column public\.pricey\.price has PostgreSQL type money"), \
+            capture_thread(config, name):
+        pass
+
+
+def test_a_dropped_slot_stops_capture_with_what_to_do(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    config = _start(devstack, pg_database, name, ["public.t"], tmp_path)
+    with capture_thread(config, name):
+        with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+        read_topics(devstack.kafka_bootstrap, [f"{name}.public.t"], until=1)
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (f"replicator_{name}",))
+    with pytest.raises(FatalError, match=rf"replication slot replicator_{name} was dropped"), \
+            capture_thread(config, name):
+        pass
+
+
+def test_an_idle_source_still_advances_its_slot(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE captured (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE other (id int PRIMARY KEY)")
+    config = _start(devstack, pg_database, name, ["public.captured"], tmp_path, heartbeat_interval_s=0.5,
+                    snapshot="never")
+    with capture_thread(config, name), psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        start = conn.execute("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                             (f"replicator_{name}",)).fetchone()
+        conn.execute("INSERT INTO other SELECT generate_series(1, 1000)")
+        (written,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        deadline = time.monotonic() + 30
+        while True:
+            (confirmed,) = conn.execute(
+                "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (f"replicator_{name}",)).fetchone()
+            if conn.execute("SELECT %s::pg_lsn >= %s::pg_lsn", (confirmed, written)).fetchone()[0]:
+                break
+            assert time.monotonic() < deadline, f"slot stuck at {confirmed} (started {start}), WAL at {written}"
+            time.sleep(0.2)
+
+
+def test_a_large_transaction_and_concurrent_sessions_give_one_event_per_row_change_in_commit_order(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
+        conn.execute("CREATE TABLE hot (id int PRIMARY KEY, value int)")
+        conn.execute("INSERT INTO hot SELECT g, 0 FROM generate_series(1, 10) g")
+    config = _start(devstack, pg_database, name, ["public.big", "public.hot"], tmp_path, snapshot="never")
+    sessions = 4
+    updates_each = 100
+
+    def hammer(session: int) -> None:
+        with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+            for i in range(updates_each):
+                conn.execute("UPDATE hot SET value = value + 1 WHERE id = %s", (1 + (session + i) % 10,))
+
+    with capture_thread(config, name):
+        import threading
+
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in range(sessions)]
+        for t in threads:
+            t.start()
+        with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO big SELECT g, repeat('x', 20) FROM generate_series(1, 100000) g")
+        for t in threads:
+            t.join()
+        records = read_topics(devstack.kafka_bootstrap, [f"{name}.public.big", f"{name}.public.hot",
+                                                          f"{name}.transaction"],
+                              until=100000 + sessions * updates_each + 2 * (1 + sessions * updates_each),
+                              quiet_s=3, timeout_s=240)
+    big = [r for r in records if r.topic.endswith(".big")]
+    hot = [r for r in records if r.topic.endswith(".hot")]
+    markers = [r.value for r in records if r.topic.endswith(".transaction")]
+    assert len(big) == 100000 and {r.key["id"] for r in big} == set(range(1, 100001))
+    assert len({r.value["transaction"]["id"] for r in big}) == 1
+    big_end = next(m for m in markers if m["status"] == "END" and m["id"] == big[0].value["transaction"]["id"])
+    assert big_end["event_count"] == 100000
+    assert [r.value["transaction"]["total_order"] for r in big] == list(range(1, 100001))
+    assert len(hot) == sessions * updates_each
+    # Per key, values only go up by one at a time: commit order, nothing lost, nothing doubled.
+    per_key: dict[int, list[int]] = {}
+    for r in sorted(hot, key=lambda r: r.offset):
+        per_key.setdefault(r.key["id"], []).append(r.value["after"]["value"])
+    for values in per_key.values():
+        assert values == list(range(1, len(values) + 1))
+    assert len(markers) == 2 * (1 + sessions * updates_each)

@@ -273,13 +273,17 @@ class PostgresCaptureSource:
             self._cursor.start_replication(
                 slot_name=self.config.slot_name,
                 decode=False,
-                status_interval=self.config.heartbeat_interval_s,
+                status_interval=max(1.0, self.config.heartbeat_interval_s),  # psycopg2 refuses less
                 options={"proto_version": "1", "publication_names": self.config.publication_name},
             )
         except psycopg2.errors.UndefinedObject as exc:
             raise FatalError(
                 f"source {self.name}: {str(exc).strip()}; the slot was dropped while capture ran"
             ) from None
+        except psycopg2.OperationalError as exc:
+            raise RetriableError(f"source {self.name}: could not start replication: {str(exc).strip()}") from None
+        except psycopg2.Error as exc:
+            raise FatalError(f"source {self.name}: could not start replication: {str(exc).strip()}") from None
         yield from self._replicate()
 
     def _replicate(self) -> Iterator[StreamItem]:
@@ -304,9 +308,13 @@ class PostgresCaptureSource:
                     # server's WAL position so an idle slot does not pin WAL.
                     now = time.monotonic()
                     position = None
-                    if now - last_heartbeat >= interval and cursor.wal_end:
+                    if now - last_heartbeat >= interval:
                         last_heartbeat = now
-                        position = PostgresPosition(lsn=cursor.wal_end, commit_lsn=cursor.wal_end, tx_id=None)
+                        if cursor.wal_end:
+                            position = PostgresPosition(lsn=cursor.wal_end, commit_lsn=cursor.wal_end, tx_id=None)
+                        # Ask for a keepalive: it carries how far the server has decoded (skipping other
+                        # tables' changes), which becomes the next heartbeat's position.
+                        self._request_keepalive()
                     yield Heartbeat(position)
                 with contextlib.suppress(InterruptedError):
                     select.select([cursor], [], [], min(1.0, interval))
@@ -558,13 +566,23 @@ class PostgresCaptureSource:
             # Positions are acknowledged in order, so the snapshot (read before any streamed change) is
             # wholly in Kafka: record it, or a restart would snapshot again.
             self._snapshot_saved = True
-            self._offsets.save({"slot": self.config.slot_name, "snapshot_done": True})
+            # Waited for: once streamed positions are acknowledged to the slot, a restart that missed this
+            # record would take a fresh snapshot instead of resuming.
+            self._offsets.save({"slot": self.config.slot_name, "snapshot_done": True}, wait=True)
         if not isinstance(position, PostgresPosition) or snapshot_chunk:
             return
         if position.lsn > self._flush_lsn:
             self._flush_lsn = position.lsn
             self._feedback_due = True
             self._send_feedback(force=False)
+
+    def _request_keepalive(self) -> None:
+        try:
+            self._cursor.send_feedback(flush_lsn=self._flush_lsn, reply=True)
+        except psycopg2.Error as exc:
+            raise RetriableError(f"source {self.name}: replication stream lost: {str(exc).strip()}") from None
+        self._last_feedback = time.monotonic()
+        self._feedback_due = False
 
     def _send_feedback(self, *, force: bool) -> None:
         if self._cursor is None or not self._flush_lsn:
