@@ -24,7 +24,6 @@ from replicator.envelope.debezium import (
     transaction_begin,
     transaction_end,
 )
-from replicator.errors import ConfigError
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
 from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
@@ -216,7 +215,9 @@ def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:
 
         source = PostgresCaptureSource(source_config, offsets)
     else:
-        raise ConfigError(f"source {source_name}: MariaDB capture is not available in this build yet")
+        from replicator.capture.mariadb.source import MariaDbCaptureSource
+
+        source = MariaDbCaptureSource(source_config, offsets)
     tables = source.tables()
     created = ensure_topics(bootstrap, capture_topics(source_name, tables, config.kafka.topics))
     if created:
