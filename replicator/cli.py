@@ -24,6 +24,8 @@ dev_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(dev_app, name="dev")
+dlq_app = typer.Typer(help="Dead letters of an applier: list, retry, discard.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -146,6 +148,147 @@ def capture(
         raise _fail(exc) from None
     console.print(f"capture {source} stopped: {stats.transactions} transactions, {stats.events} events, "
                   f"{stats.skipped_own_transactions} own transactions not published", highlight=False)
+
+
+@app.command("apply")
+def apply(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Name of the target to apply into")],
+    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Apply the mapped changes of other systems into one target until stopped (SIGTERM/SIGINT drain)."""
+    import signal
+
+    from replicator import logs
+    from replicator.config import load_config
+    from replicator.pipeline.apply_runner import build_apply
+
+    logs.configure(log_level)
+    try:
+        runner = build_apply(load_config(config), target)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        stats = runner.run()
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    console.print(f"apply {target} stopped: {stats.units} transactions, {stats.events} events, "
+                  f"{stats.dead_letters} dead letters", highlight=False)
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Run every capture and applier of a config in one supervised process until SIGTERM/SIGINT."""
+    import functools
+    import signal
+
+    from replicator import logs
+    from replicator.config import load_config
+    from replicator.pipeline.apply_runner import build_apply
+    from replicator.pipeline.capture_runner import build_capture
+    from replicator.pipeline.supervisor import Supervisor
+
+    logs.configure(log_level)
+    try:
+        loaded = load_config(config)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    supervisor = Supervisor()
+    for source in loaded.sources:
+        supervisor.add(f"capture:{source.name}", functools.partial(build_capture, loaded, source.name))
+    for target_config in loaded.targets:
+        supervisor.add(f"apply:{target_config.name}", functools.partial(build_apply, loaded, target_config.name))
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+    supervisor.start()
+    problems = supervisor.wait()
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]error:[/] {problem}", highlight=False)
+        raise typer.Exit(code=1)
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="Name of the target (applier)")]
+
+
+def _target_dialect(config: Path, target: str) -> tuple[object, str]:
+    from replicator.config import load_config
+    from replicator.pipeline.apply_runner import target_dialect
+
+    loaded = load_config(config)
+    dialect = target_dialect(loaded.target(target))
+    dialect.connect()
+    dialect.ensure_replicator_tables()
+    return dialect, loaded.target(target).name
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption,
+    target: TargetOption,
+    all_: Annotated[bool, typer.Option("--all", help="Also show applied and discarded letters")] = False,
+) -> None:
+    """List the dead letters of a target: id, status, source transaction, error, keys."""
+    from replicator.apply.dialect.base import TargetDialect
+
+    try:
+        dialect, consumer = _target_dialect(config, target)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    assert isinstance(dialect, TargetDialect)
+    try:
+        where = "" if all_ else " AND status IN ('dead', 'held', 'retry')"
+        rows = dialect.execute(
+            "SELECT id, status, source, transaction_id, error, " + dialect.quote("keys") + ", created_at "
+            f"FROM replicator_dead_letter WHERE consumer = %s{where} ORDER BY id", (consumer,))
+    finally:
+        dialect.close()
+    table = Table("id", "status", "source", "transaction", "error", "keys", "created")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+
+
+def _set_letter_status(config: Path, target: str, letter_id: int, status: str) -> None:
+    from replicator.apply.dialect.base import TargetDialect
+
+    try:
+        dialect, consumer = _target_dialect(config, target)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    assert isinstance(dialect, TargetDialect)
+    try:
+        rows = dialect.execute("SELECT status FROM replicator_dead_letter WHERE id = %s AND consumer = %s",
+                               (letter_id, consumer))
+        if not rows:
+            raise _fail(ReplicatorError(f"no dead letter {letter_id} for target {target}"))
+        if rows[0][0] not in ("dead", "held", "retry"):
+            raise _fail(ReplicatorError(f"dead letter {letter_id} is already {rows[0][0]}"))
+        dialect.execute(
+            "UPDATE replicator_dead_letter SET status = %s, resolved_at = "
+            "CASE WHEN %s = 'discarded' THEN CURRENT_TIMESTAMP ELSE NULL END WHERE id = %s",
+            (status, status, letter_id),
+        )
+    finally:
+        dialect.close()
+    console.print(f"dead letter {letter_id}: {status}; the running applier picks it up within a second")
+
+
+@dlq_app.command("retry")
+def dlq_retry(config: ConfigOption, target: TargetOption,
+              letter_id: Annotated[int, typer.Argument(help="Dead letter id")]) -> None:
+    """Mark a dead letter for retry: the applier re-applies it, then the changes held behind it."""
+    _set_letter_status(config, target, letter_id, "retry")
+
+
+@dlq_app.command("discard")
+def dlq_discard(config: ConfigOption, target: TargetOption,
+                letter_id: Annotated[int, typer.Argument(help="Dead letter id")]) -> None:
+    """Discard a dead letter for good: the changes held behind it are then applied."""
+    _set_letter_status(config, target, letter_id, "discarded")
 
 
 def main() -> None:

@@ -228,17 +228,59 @@ class KafkaConfig(StrictModel):
         return value
 
 
+class TargetConfig(StrictModel):
+    """A database the replicator writes into, with the systems whose changes it applies there."""
+
+    name: str = Field(description="Names the applier: its consumer name, progress rows and writer tag")
+    kind: Literal["postgresql", "mariadb"]
+    system: str = Field(description="The system this database is in the mappings (e.g. erp)")
+    connection: ConnectionConfig
+    apply_from: list[str] = Field(min_length=1, description="Systems (mapping names) whose changes are applied")
+    writer_tag: str = Field(
+        default="",
+        description="PostgreSQL: the replication origin of the writer session [default: replicator_<name>]; "
+        "it must start with the capturing source's origin_prefix",
+    )
+    batch_max_events: int = Field(default=5000, ge=1)
+    batch_max_ms: int = Field(default=20, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError("use letters, digits, '_' and '-'")
+        return value
+
+    @property
+    def origin_name(self) -> str:
+        return self.writer_tag or f"replicator_{self.name.replace('-', '_')}"
+
+
 class ReplicatorConfig(StrictModel):
     kafka: KafkaConfig
     sources: list[SourceConfig] = Field(default_factory=list)
+    targets: list[TargetConfig] = Field(default_factory=list)
+    mappings: Path | None = Field(default=None, description="Mapping file or folder (relative to the config file)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReplicatorConfig:
+        target_names = [t.name for t in self.targets]
+        if len(set(target_names)) != len(target_names):
+            raise ValueError("target names must be unique")
+        if self.targets and self.mappings is None:
+            raise ValueError("targets need 'mappings': the mapping file or folder")
         names = [s.name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none"
+        raise ConfigError(f"no target named {name!r} in the config (targets: {known})")
 
     def source(self, name: str) -> PostgresSourceConfig | MariaDbSourceConfig:
         for source in self.sources:
@@ -267,6 +309,9 @@ def load_config(path: Path) -> ReplicatorConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return ReplicatorConfig.model_validate(raw)
+        config = ReplicatorConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from None
+    if config.mappings is not None and not config.mappings.is_absolute():
+        config = config.model_copy(update={"mappings": (path.parent / config.mappings).resolve()})
+    return config

@@ -815,7 +815,10 @@ class MariaDbCaptureSource:
     def _snapshot(self) -> Iterator[StreamItem]:
         """Read every table in one consistent-snapshot transaction, in primary-key chunks, as `r` events,
         then stream from the binlog position that snapshot corresponds to."""
-        started_ms = int(time.time() * 1000)
+        # Snapshot reads are versioned at the start of the snapshot, floored to the binlog's whole seconds:
+        # every change streamed after the snapshot then has an equal or later commit time, so conflict
+        # resolution never lets a snapshot read win over a later change (ties fall to the log position).
+        started_ms = int(time.time()) * 1000
         conn = self._connect()
         try:
             with conn.cursor() as cur:

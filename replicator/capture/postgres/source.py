@@ -63,6 +63,18 @@ class _Catalog:
     domain_base_oids: dict[int, int]
 
 
+def primary_key_columns(conn: psycopg.Connection[tuple[Any, ...]], table: TableId) -> tuple[str, ...]:
+    """The primary-key columns of a table, in index order."""
+    rows = conn.execute(
+        """SELECT a.attname FROM pg_index i
+           JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.ord""",
+        (f'"{table.namespace}"."{table.table}"',),
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
 def _lsn_text(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
@@ -78,12 +90,14 @@ class PostgresCaptureSource:
         self._offsets = offsets
         self._tables: list[TableId] = [TableId(*t.split(".", 1)) for t in config.tables]
         self._relations: dict[int, _Table] = {}
+        self._primary_keys: dict[TableId, tuple[str, ...]] = {}
         self._catalog = _Catalog(frozenset(), {}, {})
         self._repl: Any = None
         self._cursor: Any = None
         self._snapshot_name: str | None = None
         self._needs_snapshot = False
         self._snapshot_saved = False
+        self._snapshot_ts_ms = 0
         self._stopping = False
         self._flush_lsn = 0
         self._feedback_due = False
@@ -142,6 +156,9 @@ class PostgresCaptureSource:
             slot_exists = False
         if not slot_exists:
             mode = "EXPORT_SNAPSHOT" if snapshot_pending else "NOEXPORT_SNAPSHOT"
+            # Snapshot reads are versioned at the moment before the slot's consistent point: every change
+            # streamed after it committed later, so conflict resolution never prefers the snapshot's value.
+            self._snapshot_ts_ms = int(time.time() * 1000) - 1
             self._cursor.execute(f'CREATE_REPLICATION_SLOT "{self.config.slot_name}" LOGICAL pgoutput {mode}')
             _, consistent_point, snapshot_name, _ = self._cursor.fetchone()
             self._snapshot_name = snapshot_name
@@ -373,10 +390,21 @@ class PostgresCaptureSource:
             )
         except UnsupportedColumnType as exc:
             raise FatalError(f"source {self.name}: {exc}") from None
-        keys = tuple(i for i, column in enumerate(message.columns) if column.is_key)
-        if not keys:
-            raise FatalError(f"source {self.name}: table {table} has no primary key columns in its replica identity")
+        # The message key is the primary key, in index order (as the snapshot writes it, so that both give
+        # the same key bytes and partition); with REPLICA IDENTITY FULL every column is flagged as key.
+        names = [c.name for c in message.columns]
+        primary_key = self._primary_keys.get(table)
+        if primary_key is None:
+            primary_key = self._primary_keys[table] = self._load_primary_key(table)
+        missing = [c for c in primary_key if c not in names]
+        if not primary_key or missing:
+            raise FatalError(f"source {self.name}: table {table} has no primary key (or lost columns {missing})")
+        keys = tuple(names.index(c) for c in primary_key)
         self._relations[message.relation_oid] = _Table(table, tuple(c.name for c in message.columns), decoders, keys)
+
+    def _load_primary_key(self, table: TableId) -> tuple[str, ...]:
+        with self._connect() as conn:
+            return primary_key_columns(conn, table)
 
     def _row(self, rel: _Table, values: pg.TupleData, fallback: pg.TupleData | None = None) -> Row:
         row: Row = {}
@@ -453,7 +481,7 @@ class PostgresCaptureSource:
     def _snapshot(self) -> Iterator[StreamItem]:
         """Read every table as of the slot's exported snapshot, in primary-key chunks, as `r` events."""
         assert self._snapshot_name is not None
-        started_ms = int(time.time() * 1000)
+        started_ms = self._snapshot_ts_ms
         with self._connect() as conn:
             # autocommit stays on so that this BEGIN is the transaction's first statement, as
             # SET TRANSACTION SNAPSHOT requires.
@@ -545,17 +573,7 @@ class PostgresCaptureSource:
             )
             for r in rows
         ]
-        # Key columns in index order, not attribute order.
-        key_cols = [
-            r[0]
-            for r in conn.execute(
-                """SELECT a.attname FROM pg_index i
-               JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-               WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.ord""",
-                (f'"{table.namespace}"."{table.table}"',),
-            ).fetchall()
-        ]
+        key_cols = list(primary_key_columns(conn, table))
         return columns, decoders, key_cols
 
     # -- acknowledgement and shutdown ----------------------------------------------------------------

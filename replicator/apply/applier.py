@@ -1,0 +1,472 @@
+"""Applies reassembled source transactions to one target database, exactly once.
+
+A batch of units (source transactions and snapshot reads) is applied in one target transaction together
+with the consumer's progress, so a crash anywhere either keeps the whole batch or none of it. The batch
+is first tried optimistically as a whole; if the target refuses something (constraint, value too long)
+it is rolled back and replayed unit by unit under savepoints, so the one bad source transaction is
+dead-lettered whole (never half-applied) and the others go on. Later units touching a key whose earlier
+change is dead-lettered are held behind it, not applied out of order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_value
+from replicator.apply.reassembly import SourcePosition, Unit
+from replicator.apply.rows import CachedRow, RowStore, row_key_text
+from replicator.conflict.resolver import Decision, FieldState, Resolution, resolve
+from replicator.errors import FatalError, SkippableRecordError
+from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, TargetOp, Version
+
+log = logging.getLogger(__name__)
+
+def _data_error_types() -> tuple[type[BaseException], ...]:
+    """Errors of the target that belong to the data, not to the connection: the record is at fault."""
+    import psycopg
+    import pymysql
+
+    return (
+        psycopg.errors.DataError,
+        psycopg.errors.IntegrityError,
+        pymysql.err.DataError,
+        pymysql.err.IntegrityError,
+    )
+
+
+@dataclass
+class UnitOutcome:
+    unit: Unit
+    decisions: list[tuple[TargetOp, Decision]] = field(default_factory=list)
+    dead_letter: str | None = None  # the error, when the unit was dead-lettered
+    held_behind: int | None = None
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[UnitOutcome]
+    elapsed_s: float
+
+
+class TableShapes:
+    """Primary-key columns of target tables, read once from the database's catalog."""
+
+    def __init__(self, dialect: TargetDialect) -> None:
+        self._dialect = dialect
+        self._keys: dict[str, tuple[str, ...]] = {}
+
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        cached = self._keys.get(table)
+        if cached is None:
+            cached = self._keys[table] = self._dialect.primary_key_columns(table)
+            if not cached:
+                raise FatalError(f"target table {table} has no primary key; the replicator needs one to find rows")
+        return cached
+
+
+def version_json(version: Version, value: Any) -> dict[str, Any]:
+    return {"ts": version.ts_ms, "sys": version.system, "pri": version.priority, "pos": version.position,
+            "val": value}
+
+
+def version_from_json(data: dict[str, Any]) -> Version:
+    return Version(ts_ms=int(data["ts"]), system=str(data["sys"]), priority=int(data["pri"]), position=str(data["pos"]))
+
+
+class Applier:
+    def __init__(
+        self,
+        dialect: TargetDialect,
+        ops_for: Callable[[dict[str, Any]], list[TargetOp]],
+        *,
+        consumer: str,
+        target_system: str,
+        target_priority: int = 100,
+    ) -> None:
+        self.dialect = dialect
+        self.ops_for = ops_for
+        self.consumer = consumer
+        self.target_system = target_system
+        self.target_priority = target_priority
+        self.shapes = TableShapes(dialect)
+        self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
+        self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
+
+    # -- start-up ---------------------------------------------------------------------------------------
+
+    def prepare(self) -> Progress:
+        """Create the replicator's tables if needed, and read progress and the keys held by dead letters."""
+        self.dialect.ensure_replicator_tables()
+        for letter_id, keys in self.dialect.execute(
+            "SELECT id, " + self.dialect.quote("keys") + " FROM replicator_dead_letter "
+            "WHERE consumer = %s AND status IN ('dead', 'held', 'retry') ORDER BY id",
+            (self.consumer,),
+        ):
+            for key in json_value(keys):
+                self.held_keys.setdefault(key, int(letter_id))
+        return self.dialect.load_progress(self.consumer)
+
+    def _open_letters(self) -> list[tuple[int, str, str, list[str], list[dict[str, Any]]]]:
+        rows = self.dialect.execute(
+            "SELECT id, status, source, " + self.dialect.quote("keys") + ", envelopes FROM replicator_dead_letter "
+            "WHERE consumer = %s AND status IN ('dead', 'held', 'retry') ORDER BY id",
+            (self.consumer,),
+        )
+        return [(int(i), str(st), str(src), json_value(k), json_value(e)) for i, st, src, k, e in rows]
+
+    def _reload_holds(self, letters: list[tuple[int, str, str, list[str], list[dict[str, Any]]]]) -> None:
+        self.held_keys = {}
+        for letter_id, _, _, keys, _ in letters:
+            for key in keys:
+                self.held_keys.setdefault(key, letter_id)
+
+    def process_retries(self) -> list[tuple[int, str]]:
+        """Re-apply dead letters marked for retry, and held ones whose blocker is gone, in order.
+
+        Returns (letter id, new status) for each letter tried. A letter is tried only when no earlier open
+        letter holds one of its keys, so a key's changes still apply in their source order.
+        """
+        letters = self._open_letters()
+        tried: list[tuple[int, str]] = []
+        for letter_id, status, source, keys, envelopes in letters:
+            if status == "dead":
+                continue
+            blocked = any(self.held_keys.get(key, letter_id) < letter_id for key in keys)
+            if blocked:
+                continue
+            from replicator.apply.reassembly import Event
+
+            events = [Event(e["topic"], e["partition"], e["offset"], e["key"], e["value"]) for e in envelopes]
+            unit = Unit(None, None, events)
+            self.dialect.begin()
+            try:
+                store = RowStore(self.dialect)
+                self._apply_unit(unit, store, UnitOutcome(unit))
+                store.flush()
+                new_status, error = "applied", None
+            except self._record_errors as exc:
+                self.dialect.rollback()
+                self.dialect.begin()
+                new_status, error = "dead", f"{type(exc).__name__}: {exc}"
+            self.dialect.execute(
+                "UPDATE replicator_dead_letter SET status = %s, error = COALESCE(%s, error), "
+                "resolved_at = CASE WHEN %s = 'applied' THEN CURRENT_TIMESTAMP ELSE NULL END WHERE id = %s",
+                (new_status, error, new_status, letter_id),
+            )
+            self.dialect.commit()
+            tried.append((letter_id, new_status))
+            log.info("dead letter retried", extra={"dead_letter": letter_id, "status": new_status,
+                                                   "source": source})
+            self._reload_holds(self._open_letters())
+        if not tried:
+            self._reload_holds(letters)
+        return tried
+
+    # -- batches ----------------------------------------------------------------------------------------
+
+    def apply_batch(self, units: Sequence[Unit], sources: Sequence[str], progress: Progress) -> BatchResult:
+        """Apply `units` (each tagged with its source name in `sources`) and save `progress` atomically."""
+        started = time.monotonic()
+        dialect = self.dialect
+        dialect.begin()
+        try:
+            try:
+                outcomes = self._apply_all(units, sources, isolate=False)
+            except self._record_errors:
+                dialect.rollback()
+                dialect.begin()
+                outcomes = self._apply_all(units, sources, isolate=True)
+            dialect.save_progress(self.consumer, progress)
+            dialect.commit()
+        except BaseException:
+            dialect.rollback()
+            raise
+        return BatchResult(outcomes, time.monotonic() - started)
+
+    def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool) -> list[UnitOutcome]:
+        store = RowStore(self.dialect)
+        outcomes: list[UnitOutcome] = []
+        for index, (unit, source) in enumerate(zip(units, sources, strict=True)):
+            outcome = UnitOutcome(unit)
+            outcomes.append(outcome)
+            keys = unit_keys(unit)
+            if unit.error is not None:
+                outcome.dead_letter = unit.error
+                self._dead_letter(unit, source, unit.error, "dead", [])
+                continue
+            holder = next((self.held_keys[k] for k in keys if k in self.held_keys), None)
+            if holder is not None:
+                outcome.held_behind = holder
+                letter = self._dead_letter(unit, source, f"held behind dead letter {holder}", "held", keys)
+                for key in keys:
+                    self.held_keys.setdefault(key, letter)
+                continue
+            if not isolate:
+                self._apply_unit(unit, store, outcome)
+                continue
+            savepoint = f"u{index}"
+            self.dialect.savepoint(savepoint)
+            try:
+                self._apply_unit(unit, store, outcome)
+                store.flush()
+                self.dialect.release(savepoint)
+            except self._record_errors as exc:
+                self.dialect.rollback_to(savepoint)
+                store.discard_pending()
+                outcome.decisions.clear()
+                outcome.dead_letter = f"{type(exc).__name__}: {exc}"
+                letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)
+                for key in keys:
+                    self.held_keys.setdefault(key, letter)
+        store.flush()
+        return outcomes
+
+    def _dead_letter(self, unit: Unit, source: str, error: str, status: str, keys: list[str]) -> int:
+        rows = self.dialect.execute(
+            "INSERT INTO replicator_dead_letter (consumer, source, transaction_id, status, error, "
+            + self.dialect.quote("keys") + ", envelopes) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (self.consumer, source, unit.transaction_id, status, error, orjson.dumps(keys).decode(),
+             orjson.dumps([{"topic": e.topic, "partition": e.partition, "offset": e.offset, "key": e.key,
+                            "value": e.value} for e in unit.events]).decode()),
+        )
+        letter_id = int(rows[0][0])
+        log.warning("dead-lettered", extra={"consumer": self.consumer, "dead_letter": letter_id,
+                                             "transaction": unit.transaction_id, "error": error})
+        return letter_id
+
+    # -- one unit ---------------------------------------------------------------------------------------
+
+    def _apply_unit(self, unit: Unit, store: RowStore, outcome: UnitOutcome) -> None:
+        ops: list[TargetOp] = []
+        for event in unit.events:
+            try:
+                ops.extend(self.ops_for(event.value))
+            except SkippableRecordError as exc:
+                raise SkippableRecordError(f"{event.topic}[{event.partition}]@{event.offset}: {exc}") from exc
+        if not ops:
+            return
+        self._resolve_lookups(ops)
+        self._load_rows(ops, store)
+        for op in ops:
+            outcome.decisions.extend((op, d) for d in self._apply_op(op, store))
+
+    def _resolve_lookups(self, ops: list[TargetOp]) -> None:
+        """Replace every Lookup in keys and field values by what the target holds, in bulk."""
+        wanted: dict[tuple[Any, ...], list[Lookup]] = {}
+        group: tuple[Any, ...]
+        for op in ops:
+            system = op.version.system if op.version else ""
+            for value in (*op.key.values(), *(f.value for f in op.fields.values())):
+                if isinstance(value, Lookup):
+                    if value.kind == "identity":
+                        # Identities are looked up among those the same source system created.
+                        group = ("identity", value.entity, system)
+                    else:
+                        group = ("natural", value.table, tuple(c for c, _ in value.match), value.returns)
+                    wanted.setdefault(group, []).append(value)
+        results: dict[Lookup, Any] = {}
+        for group, lookups in wanted.items():
+            if group[0] == "identity":
+                entity, system = str(group[1]), str(group[2] or "")
+                found = self.dialect.identities(entity, system, (str(lk.source_key) for lk in lookups))
+                for lk in lookups:
+                    target = found.get(str(lk.source_key))
+                    results[lk] = None if target is None else orjson.loads(target)[0]
+            else:
+                table, columns, returns = str(group[1]), list(group[2]), str(group[3])
+                values = [tuple(v for _, v in lk.match) for lk in lookups]
+                found_nat = self.dialect.natural_lookup(table, columns, returns, values)
+                for lk, value in zip(lookups, values, strict=True):
+                    results[lk] = found_nat.get(value)
+        for op in ops:
+            for column, value in list(op.key.items()):
+                if isinstance(value, Lookup):
+                    op.key[column] = self._looked_up(op, column, value, results)
+            for column, change in list(op.fields.items()):
+                if isinstance(change.value, Lookup):
+                    op.fields[column] = FieldChange(self._looked_up(op, column, change.value, results),
+                                                    change.policy, change.rank, change.owner)
+
+    @staticmethod
+    def _looked_up(op: TargetOp, column: str, lookup: Lookup, results: dict[Lookup, Any]) -> Any:
+        value = results.get(lookup)
+        if value is None and lookup.required:
+            what = (f"identity of {lookup.entity} {lookup.source_key}" if lookup.kind == "identity"
+                    else f"{lookup.table} row where {dict(lookup.match)}")
+            raise SkippableRecordError(f"{op.mapping}: {op.table}.{column}: no {what} in the target")
+        return value
+
+    def _target_key(self, op: TargetOp) -> Key | None:
+        """The target key of the op's row; None for an identity row not created yet."""
+        pk = self.shapes.primary_key(op.table)
+        if op.identity is not None:
+            return None
+        try:
+            return tuple(op.key[c] for c in pk)
+        except KeyError as exc:
+            raise SkippableRecordError(f"{op.mapping}: {op.table}: key column {exc} is not mapped") from None
+
+    def _load_rows(self, ops: list[TargetOp], store: RowStore) -> None:
+        identity_ops = [op for op in ops if op.identity is not None]
+        by_entity: dict[tuple[str, str], list[str]] = {}
+        for op in identity_ops:
+            assert op.identity is not None
+            by_entity.setdefault((op.identity[0], op.version.system if op.version else ""), []).append(op.identity[1])
+        for (entity, system), source_keys in by_entity.items():
+            found = self.dialect.identities(entity, system, source_keys)
+            for op in identity_ops:
+                assert op.identity is not None
+                if op.identity[0] != entity or (op.version.system if op.version else "") != system:
+                    continue
+                pk = self.shapes.primary_key(op.table)
+                target = found.get(op.identity[1])
+                if target is None and op.match:
+                    target = self._link_by_match(op, system)
+                    if target is not None:
+                        found[op.identity[1]] = target
+                if target is not None:
+                    op.key = dict(zip(pk, orjson.loads(target), strict=True))
+        per_table: dict[str, tuple[set[Key], set[str]]] = {}
+        for op in ops:
+            pk = self.shapes.primary_key(op.table)
+            if not all(c in op.key for c in pk):
+                continue
+            key = tuple(op.key[c] for c in pk)
+            keys, columns = per_table.setdefault(op.table, (set(), set()))
+            keys.add(key)
+            columns.update(op.fields)
+        for table, (keys, columns) in per_table.items():
+            store.load(table, self.shapes.primary_key(table), keys, sorted(columns))
+
+    def _link_by_match(self, op: TargetOp, system: str) -> str | None:
+        """A row that existed before replication: find it by its natural key and record the link.
+
+        Ambiguity (several rows match) is a record-level error: guessing would merge two customers."""
+        assert op.identity is not None
+        pk = self.shapes.primary_key(op.table)
+        columns = sorted(op.match)
+        rows = self.dialect.execute(
+            f"SELECT {', '.join(self.dialect.quote(c) for c in pk)} FROM {self.dialect.table_ref(op.table)} WHERE "
+            + " AND ".join(f"{self.dialect.quote(c)} = %s" for c in columns),
+            [op.match[c] for c in columns],
+        )
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise SkippableRecordError(
+                f"{op.mapping}: {op.table}: {len(rows)} rows match {op.match}; link {op.identity[0]} "
+                f"{op.identity[1]} by hand (replicator_identity) or make the natural key unique"
+            )
+        target_key = row_key_text(tuple(rows[0]))
+        self.dialect.add_identity(op.identity[0], system, op.identity[1], target_key)
+        return target_key
+
+    def _resolve_aggregates(self, op: TargetOp) -> None:
+        """Compute aggregate field values (e.g. free stock) with one query each, in the target database."""
+        for column, change in list(op.fields.items()):
+            value = change.value
+            if isinstance(value, Aggregate):
+                if value.system != self.target_system:
+                    raise SkippableRecordError(
+                        f"{op.mapping}: {op.table}.{column}: the aggregate reads {value.system}'s table "
+                        f"{value.table}, which this applier (writing {self.target_system}) cannot query"
+                    )
+                sql, params = value.sql(self.dialect.identifier_quote)
+                rows = self.dialect.execute(sql, params)
+                result = rows[0][0] if rows else None
+                if value.integer and result is not None:
+                    result = int(result)
+                op.fields[column] = FieldChange(result, change.policy, change.rank, change.owner)
+
+    def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision]:
+        pk = self.shapes.primary_key(op.table)
+        key = tuple(op.key[c] for c in pk) if all(c in op.key for c in pk) else None
+        cached = store.get(op.table, key) if key is not None and store.known(op.table, key) else None
+        if cached is None and key is not None:
+            store.load(op.table, pk, [key], sorted(op.fields))
+            cached = store.get(op.table, key)
+        exists = cached is not None and cached.values is not None
+
+        if op.kind is OpKind.DELETE:
+            if exists and key is not None:
+                store.delete(op.table, pk, key)
+                store.remember(op.table, key, CachedRow(None, {}))
+            return []
+        if op.kind is OpKind.SOFT_DELETE and not exists:
+            return []  # nothing to mark deleted
+        self._resolve_aggregates(op)
+        if op.kind is OpKind.INSERT and not op.key and op.identity is None:
+            # An appended row (e.g. an order-history line) gets the target's own key; it is never updated.
+            row = {c: change.value for c, change in op.fields.items()}
+            store.insert(op.table, row)
+            return []
+
+        states = self._field_states(op, cached)
+        resolution: Resolution = resolve(op, states, exists)
+        writes = dict(resolution.writes)
+        if exists and key is not None and cached is not None and cached.values is not None:
+            if op.kind is OpKind.INSERT:
+                raise SkippableRecordError(f"{op.mapping}: {op.table}: row {dict(zip(pk, key, strict=True))} exists")
+            if writes:
+                store.update(op.table, pk, key, writes)
+                cached.values.update(writes)
+        else:
+            if op.kind is OpKind.UPDATE:
+                raise SkippableRecordError(f"{op.mapping}: {op.table}: no row {op.key} to update")
+            row = {**{c: v for c, v in op.key.items() if v is not None}, **writes}
+            if op.identity is not None and key is None:
+                store.flush()  # the new key must come from the target now: later ops may refer to it
+                returned = self.dialect.insert_returning(op.table, row, pk)
+                key = tuple(returned[c] for c in pk)
+                self.dialect.add_identity(op.identity[0], op.version.system if op.version else "",
+                                          op.identity[1], row_key_text(key))
+            else:
+                assert key is not None
+                store.insert(op.table, row)
+            cached = CachedRow(dict(row), {})
+            store.remember(op.table, key, cached)
+        assert cached is not None and key is not None
+        if resolution.versions:
+            for column, (version, value) in resolution.versions.items():
+                cached.versions[column] = version_json(version, value)
+            store.versions_changed(op.table, key)
+        return list(resolution.decisions)
+
+    def _field_states(self, op: TargetOp, cached: CachedRow | None) -> dict[str, FieldState]:
+        states: dict[str, FieldState] = {}
+        values = cached.values if cached is not None and cached.values is not None else None
+        versions = cached.versions if cached is not None else {}
+        local = None
+        if cached is not None and cached.xact_ts_ms is not None:
+            local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
+        for column in op.fields:
+            stored = versions.get(column)
+            states[column] = FieldState(
+                current=None if values is None else values.get(column),
+                version=None if stored is None else version_from_json(stored),
+                written=None if stored is None else stored.get("val"),
+                local_version=local,
+            )
+        return states
+
+
+def unit_keys(unit: Unit) -> list[str]:
+    """The source record keys a unit touches, as the hold list stores them."""
+    return list(dict.fromkeys(f"{e.topic}:{orjson.dumps(e.key, option=orjson.OPT_SORT_KEYS).decode()}"
+                              for e in unit.events))
+
+
+def positions_of(units: Iterable[tuple[str, Unit]]) -> dict[tuple[str, int], int]:
+    positions: dict[tuple[str, int], int] = {}
+    for source, unit in units:
+        position: SourcePosition | None = unit.position
+        if position is not None:
+            current = positions.get((source, position.domain), -1)
+            positions[(source, position.domain)] = max(current, position.sequence)
+    return positions

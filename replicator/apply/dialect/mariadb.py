@@ -1,0 +1,135 @@
+"""MariaDB as a target (the shop side)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pymysql
+from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
+
+from replicator.apply.dialect.base import Progress, TargetDialect
+from replicator.config import ResolvedConnection
+from replicator.errors import RetriableError
+
+REPLICATOR_TABLES = [
+    """CREATE TABLE IF NOT EXISTS replicator_progress (
+        consumer VARCHAR(190) NOT NULL, topic VARCHAR(249) NOT NULL, kpartition INT NOT NULL,
+        next_offset BIGINT NOT NULL, PRIMARY KEY (consumer, topic, kpartition)) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS replicator_position (
+        consumer VARCHAR(190) NOT NULL, source VARCHAR(190) NOT NULL, domain BIGINT NOT NULL,
+        sequence DECIMAL(20) NOT NULL, PRIMARY KEY (consumer, source, domain)) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS replicator_identity (
+        entity VARCHAR(190) NOT NULL, source_system VARCHAR(64) NOT NULL, source_key VARCHAR(255) NOT NULL,
+        target_key VARCHAR(255) NOT NULL, PRIMARY KEY (entity, source_system, source_key),
+        KEY replicator_identity_target (entity, target_key)) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS replicator_row_version (
+        target_table VARCHAR(190) NOT NULL, row_key VARCHAR(255) NOT NULL, versions LONGTEXT NOT NULL,
+        PRIMARY KEY (target_table, row_key)) ENGINE=InnoDB""",
+    """CREATE TABLE IF NOT EXISTS replicator_dead_letter (
+        id BIGINT AUTO_INCREMENT PRIMARY KEY, consumer VARCHAR(190) NOT NULL, source VARCHAR(190) NOT NULL,
+        transaction_id VARCHAR(255), status VARCHAR(32) NOT NULL, error TEXT NOT NULL, `keys` LONGTEXT NOT NULL,
+        envelopes LONGTEXT NOT NULL, created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+        resolved_at DATETIME(6), KEY replicator_dead_letter_open (consumer, status)) ENGINE=InnoDB""",
+]
+
+
+class MariaDbDialect(TargetDialect):
+    name = "mariadb"
+    identifier_quote = "`"
+    sa_dialect = MySQLDialect_pymysql()
+
+    def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
+        super().__init__(connection, writer_tag)
+        self._conn: pymysql.connections.Connection[pymysql.cursors.Cursor] | None = None
+
+    def connect(self) -> None:
+        info = self.connection
+        try:
+            self._conn = pymysql.connect(
+                host=info.host, port=info.port, user=info.user, password=info.password.get_secret_value(),
+                database=info.database, autocommit=True, charset="utf8mb4",
+                # skip_replication tags every event this session writes to the binlog (no privilege needed),
+                # so the shop's capture recognises the replicator's writes and does not send them back.
+                init_command="SET SESSION skip_replication=1, time_zone='+00:00'",
+            )
+        except pymysql.err.OperationalError as exc:
+            raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None
+
+    def _require(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        if self._conn is None:
+            raise RetriableError("target connection is not open")
+        return self._conn
+
+    def primary_key_columns(self, table: str) -> tuple[str, ...]:
+        database, _, name = table.rpartition(".")
+        rows = self.execute(
+            """SELECT COLUMN_NAME FROM information_schema.STATISTICS
+               WHERE TABLE_SCHEMA = COALESCE(NULLIF(%s, ''), DATABASE()) AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY'
+               ORDER BY SEQ_IN_INDEX""",
+            (database, name),
+        )
+        return tuple(r[0] for r in rows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._require().cursor() as cur:
+            cur.execute(sql, tuple(params))
+            return list(cur.fetchall()) if cur.description else []
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._require().cursor() as cur:
+            cur.executemany(sql, [tuple(r) for r in rows])
+
+    def begin(self) -> None:
+        self._require().begin()
+
+    def commit(self) -> None:
+        self._require().commit()
+
+    def rollback(self) -> None:
+        self._require().rollback()
+
+    def ensure_replicator_tables(self) -> None:
+        for statement in REPLICATOR_TABLES:
+            self.execute(statement)
+
+    def save_progress(self, consumer: str, progress: Progress) -> None:
+        if progress.offsets:
+            self.execute_many(
+                "INSERT INTO replicator_progress (consumer, topic, kpartition, next_offset) VALUES (%s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)",
+                [(consumer, topic, partition, offset) for (topic, partition), offset in progress.offsets.items()],
+            )
+        if progress.positions:
+            self.execute_many(
+                "INSERT INTO replicator_position (consumer, source, domain, sequence) VALUES (%s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE sequence = VALUES(sequence)",
+                [(consumer, source, domain, seq) for (source, domain), seq in progress.positions.items()],
+            )
+
+    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if items:
+            self.execute_many(
+                "INSERT INTO replicator_row_version (target_table, row_key, versions) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE versions = VALUES(versions)",
+                [(table, row_key, orjson.dumps(versions).decode()) for row_key, versions in items],
+            )
+
+    def upsert_many(self, table: str, key_columns: Sequence[str], columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        # ON DUPLICATE KEY UPDATE fires on ANY unique index, not just the key meant here: callers only use
+        # it for tables whose only unique index is `key_columns` (validate checks), else they read first.
+        if not rows:
+            return
+        all_columns = [*key_columns, *columns]
+        cols = ", ".join(self.quote(c) for c in all_columns)
+        updates = ", ".join(f"{self.quote(c)} = VALUES({self.quote(c)})" for c in (columns or key_columns[:1]))
+        sql = (f"INSERT INTO {self.table_ref(table)} ({cols}) VALUES ({', '.join(['%s'] * len(all_columns))}) "
+               f"ON DUPLICATE KEY UPDATE {updates}")
+        self.execute_many(sql, rows)

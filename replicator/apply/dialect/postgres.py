@@ -1,0 +1,165 @@
+"""PostgreSQL as a target (the ERP side)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+from replicator.apply.dialect.base import Progress, TargetDialect
+from replicator.config import ResolvedConnection
+from replicator.errors import ConfigError, RetriableError
+
+REPLICATOR_TABLES = [
+    """CREATE TABLE IF NOT EXISTS replicator_progress (
+        consumer text NOT NULL, topic text NOT NULL, kpartition int NOT NULL, next_offset bigint NOT NULL,
+        PRIMARY KEY (consumer, topic, kpartition))""",
+    """CREATE TABLE IF NOT EXISTS replicator_position (
+        consumer text NOT NULL, source text NOT NULL, domain bigint NOT NULL, sequence numeric(20) NOT NULL,
+        PRIMARY KEY (consumer, source, domain))""",
+    """CREATE TABLE IF NOT EXISTS replicator_identity (
+        entity text NOT NULL, source_system text NOT NULL, source_key text NOT NULL, target_key text NOT NULL,
+        PRIMARY KEY (entity, source_system, source_key))""",
+    "CREATE INDEX IF NOT EXISTS replicator_identity_target ON replicator_identity (entity, target_key)",
+    """CREATE TABLE IF NOT EXISTS replicator_row_version (
+        target_table text NOT NULL, row_key text NOT NULL, versions jsonb NOT NULL,
+        PRIMARY KEY (target_table, row_key))""",
+    """CREATE TABLE IF NOT EXISTS replicator_dead_letter (
+        id bigserial PRIMARY KEY, consumer text NOT NULL, source text NOT NULL, transaction_id text,
+        status text NOT NULL, error text NOT NULL, keys jsonb NOT NULL, envelopes jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(), resolved_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS replicator_dead_letter_open ON replicator_dead_letter (consumer, status)",
+]
+
+
+class PostgresDialect(TargetDialect):
+    name = "postgresql"
+    sa_dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+
+    def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
+        super().__init__(connection, writer_tag)
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    def connect(self) -> None:
+        info = self.connection
+        try:
+            self._conn = psycopg.connect(
+                host=info.host, port=info.port, user=info.user, dbname=info.database,
+                password=info.password.get_secret_value(), autocommit=True,
+                options="-c TimeZone=UTC -c DateStyle=ISO",
+            )
+        except psycopg.OperationalError as exc:
+            raise RetriableError(f"target {info.describe()}: cannot connect: {exc}") from None
+        self._setup_origin()
+
+    def _setup_origin(self) -> None:
+        """Tag every transaction of this session with a replication origin, so that capture of this database
+        recognises (and does not send back) what the replicator wrote. One origin per writer session."""
+        conn = self._require()
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_replication_origin WHERE roname = %s", (self.writer_tag,)
+            ).fetchone()
+            if not exists:
+                conn.execute("SELECT pg_replication_origin_create(%s)", (self.writer_tag,))
+            conn.execute("SELECT pg_replication_origin_session_setup(%s)", (self.writer_tag,))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"target {self.connection.describe()}: the writer may not use replication origins ({exc}). "
+                "As a superuser: SELECT pg_replication_origin_create('<tag>'); and GRANT EXECUTE ON FUNCTION "
+                "pg_replication_origin_session_setup(text), pg_replication_origin_session_reset(), "
+                "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <writer>"
+            ) from None
+        except psycopg.errors.ObjectInUse as exc:
+            raise ConfigError(
+                f"target {self.connection.describe()}: replication origin {self.writer_tag} is in use by another "
+                f"session ({exc}); each applier process needs its own writer tag"
+            ) from None
+
+    def _require(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None:
+            raise RetriableError("target connection is not open")
+        return self._conn
+
+    # track_commit_timestamp=on (required, as for capture) dates the transaction that last wrote a row.
+    row_written_ms_sql = "(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint"
+
+    def primary_key_columns(self, table: str) -> tuple[str, ...]:
+        schema, _, name = table.rpartition(".")
+        rows = self.execute(
+            """SELECT a.attname FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE i.indisprimary AND c.relname = %s AND n.nspname = COALESCE(NULLIF(%s, ''), current_schema())
+               ORDER BY k.ord""",
+            (name, schema),
+        )
+        return tuple(r[0] for r in rows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._require().execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._require().cursor() as cur:
+            cur.executemany(sql, rows)
+
+    def begin(self) -> None:
+        conn = self._require()
+        conn.execute("BEGIN")
+        # Without a per-transaction setup, commit timestamps under a session origin freeze (shared notes).
+        conn.execute("SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
+
+    def commit(self) -> None:
+        self._require().execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._require().execute("ROLLBACK")
+
+    def ensure_replicator_tables(self) -> None:
+        for statement in REPLICATOR_TABLES:
+            self.execute(statement)
+
+    def save_progress(self, consumer: str, progress: Progress) -> None:
+        if progress.offsets:
+            self.execute_many(
+                "INSERT INTO replicator_progress (consumer, topic, kpartition, next_offset) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (consumer, topic, kpartition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(consumer, topic, partition, offset) for (topic, partition), offset in progress.offsets.items()],
+            )
+        if progress.positions:
+            self.execute_many(
+                "INSERT INTO replicator_position (consumer, source, domain, sequence) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (consumer, source, domain) DO UPDATE SET sequence = EXCLUDED.sequence",
+                [(consumer, source, domain, seq) for (source, domain), seq in progress.positions.items()],
+            )
+
+    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if items:
+            self.execute_many(
+                "INSERT INTO replicator_row_version (target_table, row_key, versions) VALUES (%s, %s, %s) "
+                "ON CONFLICT (target_table, row_key) DO UPDATE SET versions = EXCLUDED.versions",
+                [(table, row_key, orjson.dumps(versions).decode()) for row_key, versions in items],
+            )
+
+    def upsert_many(self, table: str, key_columns: Sequence[str], columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        all_columns = [*key_columns, *columns]
+        cols = ", ".join(self.quote(c) for c in all_columns)
+        conflict = ", ".join(self.quote(c) for c in key_columns)
+        updates = ", ".join(f"{self.quote(c)} = EXCLUDED.{self.quote(c)}" for c in columns)
+        action = f"DO UPDATE SET {updates}" if columns else "DO NOTHING"
+        sql = (f"INSERT INTO {self.table_ref(table)} ({cols}) VALUES ({', '.join(['%s'] * len(all_columns))}) "
+               f"ON CONFLICT ({conflict}) {action}")
+        self.execute_many(sql, rows)

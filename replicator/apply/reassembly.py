@@ -1,0 +1,187 @@
+"""Reassembling source transactions from a source's topics, in commit order. Pure: no I/O.
+
+Capture publishes each transaction's events to the table topics (one partition per key) and BEGIN/END
+markers to the source's single-partition transaction topic, whose order is the commit order. A
+transaction is complete when as many distinct events (by `transaction.total_order`) have arrived as its
+END announces; complete transactions are released in END order. Snapshot reads (no transaction block)
+are released as they come: in every partition they precede the streamed changes of the same keys.
+
+Capture re-sends an unacknowledged tail after a crash, so markers and events may repeat: repeats are
+recognised by transaction id and total order, and whole transactions at or below the applied position by
+`SourcePosition`. The assembler also says, per partition, from which offset a restart must re-read so
+that nothing unapplied is skipped (`resume_offsets`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from replicator.errors import SkippableRecordError
+
+TopicPartition = tuple[str, int]
+
+_GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+_PG_TX = re.compile(r"^(\d+):(\d+)$")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class SourcePosition:
+    """A transaction's place in its source's commit order: (domain, sequence).
+
+    PostgreSQL: domain 0 and the commit LSN. MariaDB: the GTID's replication domain and sequence number,
+    which orders commits within a domain (domains are independent streams).
+    """
+
+    domain: int
+    sequence: int
+
+
+def position_of(transaction_id: str) -> SourcePosition:
+    """The commit-order position encoded in a transaction id ('xid:commit_lsn' or a GTID)."""
+    match = _PG_TX.match(transaction_id)
+    if match:
+        return SourcePosition(0, int(match.group(2)))
+    match = _GTID.match(transaction_id)
+    if match:
+        return SourcePosition(int(match.group(1)), int(match.group(3)))
+    raise SkippableRecordError(f"transaction id {transaction_id!r} is neither 'xid:lsn' nor a GTID")
+
+
+@dataclass(slots=True)
+class Event:
+    """One change event as read from Kafka, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: Any
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Unit:
+    """What the applier applies atomically: a whole source transaction, or one snapshot read."""
+
+    transaction_id: str | None
+    position: SourcePosition | None
+    events: list[Event]
+    marker_offset: int | None = None  # offset of the END marker (transaction topic)
+    error: str | None = None  # set for a message that could not even be read: it goes to the dead letters
+
+
+@dataclass(slots=True)
+class _Pending:
+    events: dict[int, Event] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _End:
+    transaction_id: str
+    position: SourcePosition
+    event_count: int
+    offset: int
+
+
+class TransactionAssembler:
+    """Collects one source's events and markers; releases complete units in commit order."""
+
+    def __init__(self, transaction_topic: str, applied: dict[int, int] | None = None) -> None:
+        self.transaction_topic = transaction_topic
+        # domain -> highest applied sequence: transactions at or below it are repeats.
+        self.applied: dict[int, int] = dict(applied or {})
+        self._pending: dict[str, _Pending] = {}
+        self._ends: deque[_End] = deque()
+        self._queued: set[str] = set()
+        self._snapshots: deque[Unit] = deque()
+        # Offsets of events consumed but not yet applied, per partition (for resume offsets).
+        self._unapplied: dict[TopicPartition, dict[int, str | None]] = {}
+        self._next: dict[TopicPartition, int] = {}
+
+    def _is_applied(self, position: SourcePosition) -> bool:
+        return position.sequence <= self.applied.get(position.domain, -1)
+
+    def add_marker(self, partition: int, offset: int, value: dict[str, Any] | None) -> None:
+        tp = (self.transaction_topic, partition)
+        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+        if value is None or value.get("status") != "END":
+            return
+        try:
+            transaction_id = str(value["id"])
+            event_count = int(value["event_count"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SkippableRecordError(f"{self.transaction_topic}@{offset}: malformed END marker: {exc}") from None
+        position = position_of(transaction_id)
+        if transaction_id in self._queued or self._is_applied(position):
+            return
+        self._queued.add(transaction_id)
+        self._ends.append(_End(transaction_id, position, event_count, offset))
+        self._unapplied.setdefault(tp, {})[offset] = transaction_id
+
+    def add_event(self, event: Event) -> None:
+        tp = (event.topic, event.partition)
+        self._next[tp] = max(self._next.get(tp, 0), event.offset + 1)
+        transaction = event.value.get("transaction")
+        if transaction is None:
+            self._snapshots.append(Unit(None, None, [event]))
+            self._unapplied.setdefault(tp, {})[event.offset] = None
+            return
+        try:
+            transaction_id = str(transaction["id"])
+            order = int(transaction["total_order"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SkippableRecordError(
+                f"{event.topic}[{event.partition}]@{event.offset}: malformed transaction block: {exc}"
+            ) from None
+        if self._is_applied(position_of(transaction_id)):
+            return
+        pending = self._pending.setdefault(transaction_id, _Pending())
+        if order not in pending.events:
+            pending.events[order] = event
+            self._unapplied.setdefault(tp, {})[event.offset] = transaction_id
+
+    def add_tombstone(self, topic: str, partition: int, offset: int) -> None:
+        tp = (topic, partition)
+        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+
+    def ready(self) -> list[Unit]:
+        """Every unit that can be applied now, in order: snapshot reads first, then complete transactions
+        from the head of the commit order (a transaction still missing events stops the release)."""
+        units: list[Unit] = list(self._snapshots)
+        self._snapshots.clear()
+        while self._ends:
+            end = self._ends[0]
+            pending = self._pending.get(end.transaction_id)
+            have = len(pending.events) if pending else 0
+            if have < end.event_count:
+                break
+            self._ends.popleft()
+            self._queued.discard(end.transaction_id)
+            events = [pending.events[k] for k in sorted(pending.events)] if pending else []
+            self._pending.pop(end.transaction_id, None)
+            units.append(Unit(end.transaction_id, end.position, events, end.offset))
+        return units
+
+    def mark_applied(self, unit: Unit) -> None:
+        """The unit is durably applied (or dead-lettered): forget it and advance the applied position."""
+        if unit.position is not None:
+            current = self.applied.get(unit.position.domain, -1)
+            self.applied[unit.position.domain] = max(current, unit.position.sequence)
+            if unit.marker_offset is not None:
+                self._unapplied.get((self.transaction_topic, 0), {}).pop(unit.marker_offset, None)
+        for event in unit.events:
+            self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+
+    def resume_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset a restart must read from: the oldest unapplied record, else the next."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp, next_offset in self._next.items():
+            waiting = self._unapplied.get(tp)
+            offsets[tp] = min(waiting) if waiting else next_offset
+        return offsets
+
+    @property
+    def waiting_transactions(self) -> int:
+        return len(self._ends)

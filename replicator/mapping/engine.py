@@ -1,0 +1,889 @@
+"""The mapping engine: one Debezium envelope in, the target row operations it implies out. Pure: no I/O.
+
+Every rule is compiled once, at construction, into small functions (a reader of the source row and a
+short tuple of value steps per target column), so the per-event work is a dict look-up to find the
+rules of the event's table and a few calls per mapped column.
+
+What the engine cannot decide alone it leaves to the applier as data: `Lookup`s (identity map, natural
+keys), `Aggregate`s (sums over many rows), and per-field policies with versions for the conflict
+resolver. A value it cannot convert (a bad decimal, an unmapped state, a string too long, a column
+missing from the event) raises `SkippableRecordError` naming the rule, the columns and the value: the
+applier dead-letters that event and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER
+from replicator.errors import SkippableRecordError
+from replicator.mapping import ops
+from replicator.mapping.ops import FieldChange, Lookup, OpKind, Policy, TargetOp, Version
+from replicator.mapping.spec import (
+    AggregateSpec,
+    Condition,
+    FieldSpec,
+    MappingSet,
+    RuleSpec,
+    ValueSpec,
+    value_text,
+)
+
+Row = Mapping[str, Any]
+Step = Callable[[Any], Any]
+
+_EPOCH: Final = datetime(1970, 1, 1)
+_EPOCH_DAY: Final = date(1970, 1, 1)
+_CONVERSION_ERRORS: Final = (ValueError, ArithmeticError, TypeError, OverflowError)
+_MODE_KINDS: Final = {"upsert": OpKind.UPSERT, "update": OpKind.UPDATE, "append": OpKind.INSERT}
+
+
+class _Unavailable(Exception):
+    """The event does not carry the column's value (an unchanged TOASTed PostgreSQL column)."""
+
+
+class _Missing(Exception):
+    """The event has no such column at all."""
+
+
+# --- time --------------------------------------------------------------------------------------------
+
+
+def wall_clock(value: Any, unit: str = "ms") -> datetime:
+    """A DATETIME/timestamp as it travels (epoch ms or µs of the wall-clock time read as UTC), an ISO
+    string (with an offset: an instant, aware; without: wall-clock, naive), a date or a datetime."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _EPOCH + (timedelta(milliseconds=value) if unit == "ms" else timedelta(microseconds=value))
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    raise TypeError(f"not a date-time: {type(value).__name__}")
+
+
+def convert_zone(value: Any, from_zone: ZoneInfo, to_zone: ZoneInfo, unit: str = "ms") -> datetime:
+    """Wall-clock time in `from_zone` -> naive wall-clock time in `to_zone`.
+
+    A local time that occurs twice (the hour repeated when summer time ends) is read as its first
+    occurrence; one that never occurs (the hour skipped when it starts) is read with the offset in force
+    before the change, i.e. it lands one hour later on the clock. Both follow Python's `fold=0`."""
+    moment = wall_clock(value, unit)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=from_zone)
+    return moment.astimezone(to_zone).replace(tzinfo=None)
+
+
+# --- casts -------------------------------------------------------------------------------------------
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, int):
+        return int(value)
+    number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError("not a whole number")
+    return int(number)
+
+
+def to_decimal(scale: int | None) -> Step:
+    exponent = None if scale is None else Decimal(1).scaleb(-scale)
+
+    def cast(value: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a decimal")
+        try:
+            number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError("not a decimal number") from None
+        if not number.is_finite():
+            raise ValueError("not a finite decimal number")
+        # Half-up, as accounting (and Odoo's float_round) rounds money.
+        return number if exponent is None else number.quantize(exponent, rounding=ROUND_HALF_UP)
+
+    return cast
+
+
+def to_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+_TRUE_TEXT: Final = frozenset({"1", "true", "t", "yes", "y"})
+_FALSE_TEXT: Final = frozenset({"0", "false", "f", "no", "n"})
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE_TEXT or text in _FALSE_TEXT:
+            return text in _TRUE_TEXT
+    raise ValueError("not a boolean (expected 0/1, true/false)")
+
+
+def to_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _EPOCH_DAY + timedelta(days=value)  # Debezium Date: days since the epoch
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    raise TypeError(f"not a date: {type(value).__name__}")
+
+
+def to_datetime(unit: str) -> Step:
+    def cast(value: Any) -> datetime:
+        moment = wall_clock(value, unit)
+        # Instants become naive UTC, the way Odoo stores its timestamps.
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+    return cast
+
+
+def _cast_step(spec: ValueSpec) -> Step | None:
+    casts: dict[str | None, Step | None] = {
+        None: None,
+        "int": to_int,
+        "decimal": to_decimal(spec.scale),
+        "string": to_string,
+        "bool": to_bool,
+        "date": to_date,
+        "datetime": to_datetime(spec.unit),
+    }
+    return casts[spec.cast]
+
+
+# --- value steps -------------------------------------------------------------------------------------
+
+
+def _normaliser(name: str) -> Step:
+    operations: dict[str, Callable[[str], str]] = {
+        "trim": str.strip,
+        "lower": str.lower,
+        "upper": str.upper,
+        "collapse_whitespace": lambda text: " ".join(text.split()),
+    }
+    operation = operations[name]
+    return lambda value: operation(value) if isinstance(value, str) else value
+
+
+def _affix(prefix: str, suffix: str) -> Step:
+    return lambda value: f"{prefix}{to_string(value)}{suffix}"
+
+
+def _value_map(spec: ValueSpec) -> Step:
+    assert spec.map is not None
+    table = dict(spec.map.values)
+    has_default, default = spec.map.has_default, spec.map.default
+    known = ", ".join(table)
+
+    def mapped(value: Any) -> Any:
+        text = value_text(value)
+        if text in table:
+            return table[text]
+        if has_default:
+            return default
+        raise ValueError(f"no mapping for this value and no default (mapped: {known})")
+
+    return mapped
+
+
+def _zone_step(spec: ValueSpec) -> Step:
+    assert spec.tz is not None
+    from_zone, to_zone, unit = ZoneInfo(spec.tz.from_), ZoneInfo(spec.tz.to), spec.unit
+    return lambda value: convert_zone(value, from_zone, to_zone, unit)
+
+
+def _max_length(limit: int) -> Step:
+    def checked(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"{len(value)} characters, more than max_length {limit}")
+        return value
+
+    return checked
+
+
+def value_steps(spec: ValueSpec) -> tuple[Step, ...]:
+    """The transformations of a value, in the documented order; each leaves null alone."""
+    steps: list[Step] = [_normaliser(name) for name in spec.normalize]
+    if spec.prefix is not None or spec.suffix is not None:
+        steps.append(_affix(spec.prefix or "", spec.suffix or ""))
+    if spec.map is not None:
+        steps.append(_value_map(spec))
+    if spec.tz is not None:
+        steps.append(_zone_step(spec))
+    cast = _cast_step(spec)
+    if cast is not None:
+        steps.append(cast)
+    if spec.max_length is not None:
+        steps.append(_max_length(spec.max_length))
+    return tuple(steps)
+
+
+# --- reading the source row --------------------------------------------------------------------------
+
+
+def _column(row: Row, column: str) -> Any:
+    try:
+        value = row[column]
+    except KeyError:
+        raise _Missing(column) from None
+    if value.__class__ is str and value == UNAVAILABLE_VALUE_PLACEHOLDER:
+        raise _Unavailable(column)
+    return value
+
+
+def _column_reader(column: str) -> Callable[[Row], Any]:
+    """`_column` for one column, inlined: renames are most of the fields of most rules."""
+
+    def read(row: Row) -> Any:
+        try:
+            value = row[column]
+        except KeyError:
+            raise _Missing(column) from None
+        if value.__class__ is str and value == UNAVAILABLE_VALUE_PLACEHOLDER:
+            raise _Unavailable(column)
+        return value
+
+    return read
+
+
+def identity_key(values: Sequence[Any]) -> str:
+    """The identity-map source key: the value's text for a one-column key, a JSON list for several."""
+    if len(values) == 1:
+        return str(values[0])
+    return json.dumps(list(values), default=str, separators=(",", ":"))
+
+
+def split_name(value: str, part: str) -> str:
+    """'Jean Pierre Dupont' -> first 'Jean', rest 'Pierre Dupont'; a single word is all first."""
+    first, _, rest = value.strip().partition(" ")
+    return first if part == "first" else rest.strip()
+
+
+def join_parts(values: Iterable[Any], separator: str) -> str | None:
+    """Non-empty parts joined; None when every part is null or empty."""
+    parts = [to_string(v) for v in values if v is not None and v != ""]
+    return separator.join(parts) if parts else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a rule's readers need to know about where they read and write."""
+
+    rule: str
+    source_system: str
+    source_namespace: str
+    source_table: str  # qualified: 'prestashop.ps_customer'
+    source_label: str  # for messages: 'shop: prestashop.ps_customer'
+    target_namespace: str
+    target_label: str  # for messages: 'erp: public.res_partner'
+
+
+def _reader(
+    spec: ValueSpec, aggregate: AggregateSpec | None, cast: str | None, context: _Context
+) -> Callable[[Row], Any]:
+    if spec.from_ is not None:
+        return _column_reader(spec.from_)
+    if spec.concat is not None:
+        columns, separator = tuple(spec.concat), spec.separator
+        return lambda row: join_parts((_column(row, c) for c in columns), separator)
+    if spec.split is not None:
+        column, part = spec.split.from_, spec.split.part
+        return lambda row: None if (v := _column(row, column)) is None else split_name(to_string(v), part)
+    if spec.lookup is not None:
+        return _lookup_reader(spec, context)
+    if aggregate is not None:
+        return _aggregate_reader(aggregate, cast == "int", context)
+    constant = spec.const
+    return lambda row: constant
+
+
+def _lookup_reader(spec: ValueSpec, context: _Context) -> Callable[[Row], Any]:
+    lookup = spec.lookup
+    assert lookup is not None
+    required = lookup.required
+    if lookup.identity is not None and lookup.from_ is not None:
+        entity, column = lookup.identity, lookup.from_
+
+        def identity(row: Row) -> Lookup | None:
+            value = _column(row, column)
+            if value is None:
+                return None  # no reference, nothing to look up
+            return Lookup(kind="identity", entity=entity, source_key=identity_key((value,)), required=required)
+
+        return identity
+    assert lookup.table is not None
+    table = f"{context.target_namespace}.{lookup.table}"
+    pairs, returns = tuple(lookup.match.items()), lookup.returns
+
+    def natural(row: Row) -> Lookup | None:
+        match = tuple((target_column, _column(row, source_column)) for target_column, source_column in pairs)
+        if any(value is None for _, value in match):
+            return None
+        return Lookup(kind="natural", table=table, match=match, returns=returns, required=required)
+
+    return natural
+
+
+def _conditions(conditions: Sequence[Condition]) -> tuple[ops.Condition, ...]:
+    return tuple(
+        ops.Condition(c.column, c.operator, tuple(c.operand) if c.operator in ("in", "not_in") else c.operand)
+        for c in conditions
+    )
+
+
+def _aggregate_reader(spec: AggregateSpec, integer: bool, context: _Context) -> Callable[[Row], Any]:
+    namespace = context.source_namespace
+    table = f"{namespace}.{spec.table}" if spec.table else context.source_table
+    join = None
+    if spec.join is not None:
+        join = ops.AggregateJoin(
+            table=f"{namespace}.{spec.join.table}",
+            on=spec.join.via,
+            key=spec.join.key,
+            where=_conditions(spec.join.where),
+        )
+    template = ops.Aggregate(
+        system=context.source_system,
+        table=table,
+        function=spec.function,
+        group=(),
+        add=tuple(spec.of),
+        subtract=tuple(spec.minus),
+        where=_conditions(spec.where),
+        join=join,
+        integer=integer,
+    )
+    group = tuple(spec.group_by.items())
+
+    def aggregate(row: Row) -> ops.Aggregate:
+        values = tuple((column, _column(row, source_column)) for column, source_column in group)
+        return ops.Aggregate(
+            system=template.system,
+            table=template.table,
+            function=template.function,
+            group=values,
+            add=template.add,
+            subtract=template.subtract,
+            where=template.where,
+            join=template.join,
+            integer=template.integer,
+        )
+
+    return aggregate
+
+
+def _aggregate_columns(spec: AggregateSpec | None) -> frozenset[str]:
+    if spec is None:
+        return frozenset()
+    # The changed row's group and the columns summed decide whether the aggregate moved.
+    columns = set(spec.group_by.values())
+    if spec.table is None:
+        columns.update(spec.of, spec.minus, (c.column for c in spec.where))
+        if spec.join is not None:
+            columns.add(spec.join.via)
+    return frozenset(columns)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledValue:
+    """One target value: `evaluate(row)` reads the source row and applies the steps. Errors name the rule,
+    the columns and the value."""
+
+    target: str  # e.g. 'erp: public.res_partner.email', for messages
+    source: str  # e.g. 'shop: prestashop.ps_customer.email'
+    rule: str
+    columns: frozenset[str]
+    evaluate: Callable[[Row], Any]
+
+
+def _evaluator(
+    read: Callable[[Row], Any], steps: tuple[Step, ...], required: bool, rule: str, source: str, target: str
+) -> Callable[[Row], Any]:
+    """One closure per value: it runs for every event, so it keeps everything it needs in locals."""
+
+    def evaluate(row: Row) -> Any:
+        try:
+            value = read(row)
+        except _Missing as missing:
+            raise SkippableRecordError(
+                f"rule {rule}: {source}: column {missing} is missing from the event (needed for {target})"
+            ) from None
+        if value is not None and steps:
+            original = value
+            try:
+                for step in steps:
+                    value = step(value)
+            except _CONVERSION_ERRORS as exc:
+                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value {original!r}: {exc}") from None
+        if value is None and required:
+            raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
+        return value
+
+    return evaluate
+
+
+def _compile_value(
+    spec: ValueSpec, target_column: str, context: _Context, aggregate: AggregateSpec | None = None
+) -> CompiledValue:
+    columns = frozenset(spec.source_columns) | _aggregate_columns(aggregate)
+    target = f"{context.target_label}.{target_column}"
+    source = f"{context.source_label}.{', '.join(sorted(columns)) or 'constant'}"
+    read = _reader(spec, aggregate, spec.cast, context)
+    # An aggregate's cast is done by the database (FLOOR for int); the others here.
+    steps = () if aggregate is not None else value_steps(spec)
+    return CompiledValue(
+        target=target,
+        source=source,
+        rule=context.rule,
+        columns=columns,
+        evaluate=_evaluator(read, steps, spec.required, context.rule, source, target),
+    )
+
+
+# --- fields ------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> int | float | Decimal:
+    if value is None:
+        return 0
+    if isinstance(value, int | float | Decimal):
+        return value
+    return Decimal(str(value))
+
+
+def delta_of(after: Any, before: Any) -> int | float | Decimal:
+    """after - before, null counting as 0; exact (Decimal) as soon as either side is a decimal."""
+    new, old = _number(after), _number(before)
+    if isinstance(new, Decimal) or isinstance(old, Decimal):
+        return Decimal(str(new)) - Decimal(str(old))
+    return new - old
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledField:
+    name: str
+    value: CompiledValue
+    policy: Policy
+    owner: str | None
+    ranks: Mapping[str, int] | None
+    is_aggregate: bool
+    rank_source: CompiledField | None = None  # `rank_by`: the field whose rank this one takes
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return self.value.columns
+
+    def change(self, after: Row | None, before: Row | None) -> FieldChange:
+        """The field's change. For `delta`, after - before (a missing image counts as 0)."""
+        evaluate = self.value.evaluate
+        if self.policy is Policy.DELTA:
+            new = evaluate(after) if after is not None else None
+            old = evaluate(before) if before is not None else None
+            return FieldChange(self._delta(new, old), Policy.DELTA)
+        row = after if after is not None else before
+        assert row is not None
+        value = evaluate(row)
+        if self.rank_source is not None:
+            return FieldChange(value, self.policy, self.rank_source.rank_in(row), self.owner)
+        if self.ranks is not None:
+            return FieldChange(value, self.policy, self.rank_of(value), self.owner)
+        return FieldChange(value, self.policy, None, self.owner)
+
+    def rank_in(self, row: Row) -> int | None:
+        return self.rank_of(self.value.evaluate(row))
+
+    def _delta(self, new: Any, old: Any) -> int | float | Decimal:
+        try:
+            return delta_of(new, old)
+        except _CONVERSION_ERRORS:
+            raise SkippableRecordError(
+                f"rule {self.value.rule}: {self.value.source} -> {self.value.target}: delta of "
+                f"{old!r} -> {new!r}: not numbers"
+            ) from None
+
+    def rank_of(self, value: Any) -> int | None:
+        if self.ranks is None:
+            return None
+        rank = self.ranks.get(value_text(value))
+        if rank is None:
+            raise SkippableRecordError(
+                f"rule {self.value.rule}: {self.value.source} -> {self.value.target}: value {value!r} "
+                f"is not in the monotonic order ({', '.join(self.ranks)})"
+            )
+        return rank
+
+
+def _compile_fields(fields: Mapping[str, FieldSpec], context: _Context) -> tuple[CompiledField, ...]:
+    """Every field in declaration order; `rank_by` fields get the field they follow."""
+    leaders = {name: _compile_field(name, spec, context, None) for name, spec in fields.items() if not spec.rank_by}
+    return tuple(
+        leaders[name] if not spec.rank_by else _compile_field(name, spec, context, leaders[spec.rank_by])
+        for name, spec in fields.items()
+    )
+
+
+def _compile_field(name: str, spec: FieldSpec, context: _Context, rank_source: CompiledField | None) -> CompiledField:
+    policy = spec.effective_policy
+    return CompiledField(
+        name=name,
+        value=_compile_value(spec, name, context, spec.aggregate),
+        policy=policy,
+        owner=spec.owner,
+        ranks=spec.ranks() if spec.order is not None else None,
+        is_aggregate=spec.aggregate is not None,
+        rank_source=rank_source,
+    )
+
+
+# --- filters -----------------------------------------------------------------------------------------
+
+Predicate = Callable[[Row], bool]
+
+
+def _compare(value: Any, operand: Any, test: Callable[[Decimal, Decimal], bool]) -> bool:
+    if value is None:
+        return False  # as in SQL: null is neither greater nor smaller
+    try:
+        return test(Decimal(str(value)), Decimal(str(operand)))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+
+
+def _predicate(condition: Condition) -> Callable[[Any], bool]:
+    operator, operand = condition.operator, condition.operand
+    if operator in ("eq", "ne"):
+        wanted = None if operand is None else value_text(operand)
+        equal: Callable[[Any], bool] = (
+            (lambda v: v is None) if wanted is None else (lambda v: v is not None and value_text(v) == wanted)
+        )
+        return equal if operator == "eq" else (lambda v: not equal(v))
+    if operator in ("in", "not_in"):
+        members = frozenset(value_text(v) for v in operand)
+        inside = operator == "in"
+        return lambda v: (v is not None and value_text(v) in members) == inside
+    if operator in ("is_null", "not_null"):
+        null = operator == "is_null"
+        return lambda v: (v is None) == null
+    if operator == "starts_with":
+        prefix = str(operand)
+        return lambda v: isinstance(v, str) and v.startswith(prefix)
+    tests: dict[str, Callable[[Decimal, Decimal], bool]] = {
+        "gt": Decimal.__gt__, "ge": Decimal.__ge__, "lt": Decimal.__lt__, "le": Decimal.__le__,
+    }  # fmt: skip
+    test = tests[operator]
+    return lambda v: _compare(v, operand, test)
+
+
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    rule: str
+    table: str
+    tests: tuple[tuple[str, Callable[[Any], bool]], ...]
+
+    def passes(self, row: Row, *, lenient: bool = False) -> bool:
+        """All conditions hold. `lenient`: a column the row lacks passes (a delete's before image may
+        hold only the key)."""
+        for column, test in self.tests:
+            if column not in row:
+                if lenient:
+                    continue
+                raise SkippableRecordError(
+                    f"rule {self.rule}: {self.table}: filter column {column} is missing from the event"
+                )
+            try:
+                if not test(row[column]):
+                    return False
+            except ValueError as exc:
+                raise SkippableRecordError(f"rule {self.rule}: {self.table}.{column}: filter: {exc}") from None
+        return True
+
+
+# --- rules -------------------------------------------------------------------------------------------
+
+
+def changed_columns(before: Row, after: Row) -> frozenset[str]:
+    """Columns whose value differs; a value the event does not carry (TOAST placeholder) is unchanged."""
+    missing = object()
+    return frozenset(
+        column
+        for column, value in after.items()
+        if value != before.get(column, missing)
+        and not (value.__class__ is str and value == UNAVAILABLE_VALUE_PLACEHOLDER)
+    )
+
+
+class CompiledRule:
+    """One mapping rule, ready to turn source row changes into target operations."""
+
+    def __init__(self, rule: RuleSpec, mapping_set: MappingSet) -> None:
+        source_ns = mapping_set.namespace(rule.source)
+        target_ns = mapping_set.namespace(rule.target)
+        context = _Context(
+            rule=rule.name,
+            source_system=rule.source.system,
+            source_namespace=source_ns,
+            source_table=f"{source_ns}.{rule.source.table}",
+            source_label=f"{rule.source.system}: {source_ns}.{rule.source.table}",
+            target_namespace=target_ns,
+            target_label=f"{rule.target.system}: {target_ns}.{rule.target.table}",
+        )
+        self.name = rule.name
+        self.table = f"{target_ns}.{rule.target.table}"
+        self.mode_kind = _MODE_KINDS[rule.mode]
+        self.is_append = rule.mode == "append"
+        self.delete_mode = rule.delete_mode
+        self.fields = _compile_fields(rule.fields, context)
+        self.delta_fields = tuple(f for f in self.fields if f.policy is Policy.DELTA)
+        self.aggregate_fields = tuple(f for f in self.fields if f.is_aggregate)
+        self.key = tuple((name, _compile_value(spec, name, context)) for name, spec in (rule.key or {}).items())
+        self.entity = rule.identity.entity if rule.identity is not None else None
+        self.identity_columns = rule.identity_columns
+        self.match_on = tuple(f for f in self.fields if f.name in rule.match_on)
+        self.when_changed = frozenset(rule.when_changed)
+        self.filter = _Filter(rule.name, context.source_label, tuple((c.column, _predicate(c)) for c in rule.filter))
+        self.soft_delete = self._soft_delete(rule)
+        self.key_columns = frozenset(self.identity_columns) | frozenset().union(*(v.columns for _, v in self.key))
+        self.source_label = context.source_label
+
+    def _soft_delete(self, rule: RuleSpec) -> tuple[str, FieldChange] | None:
+        if rule.on_delete is None or rule.on_delete.mode != "soft":
+            return None
+        assert rule.on_delete.column is not None
+        column = rule.on_delete.column
+        declared = next((f for f in self.fields if f.name == column), None)
+        policy = (
+            declared.policy if declared is not None and declared.policy is not Policy.DELTA else Policy.LAST_WRITER_WINS
+        )
+        owner = declared.owner if declared is not None else None
+        rank = declared.rank_of(rule.on_delete.value) if declared is not None and declared.ranks is not None else None
+        return column, FieldChange(rule.on_delete.value, policy, rank, owner)
+
+    # -- per event --------------------------------------------------------------------------------
+
+    def ops(self, op: str, before: Row | None, after: Row | None, version: Version) -> list[TargetOp]:
+        if op in ("c", "r"):
+            return self._created(self._image(after, op), version, snapshot=op == "r")
+        if op == "u":
+            return self._updated(before, self._image(after, op), version)
+        if op == "d":
+            return self._deleted(self._image(before, op), version)
+        raise SkippableRecordError(f"rule {self.name}: {self.source_label}: op {op!r} is not replicated")
+
+    def _image(self, row: Row | None, op: str) -> Row:
+        if row is None:
+            raise SkippableRecordError(f"rule {self.name}: {self.source_label}: op {op!r} event without its row image")
+        return row
+
+    def _created(self, after: Row, version: Version, *, snapshot: bool = False) -> list[TargetOp]:
+        if (snapshot and self.is_append) or not self.filter.passes(after):
+            # A snapshot read is a row as it is, not a change: an append rule records changes only.
+            return []
+        fields = self._changes(self.fields, after, None)
+        return [self._op(self.mode_kind, after, fields, version)]
+
+    def _updated(self, before: Row | None, after: Row, version: Version) -> list[TargetOp]:
+        if before is None:
+            # No before image (PostgreSQL without REPLICA IDENTITY FULL): every mapped field, as it is now.
+            if not self.filter.passes(after):
+                return []
+            if self.delta_fields:
+                raise SkippableRecordError(
+                    f"rule {self.name}: {self.source_label}: a delta needs the row's previous values "
+                    "(set REPLICA IDENTITY FULL on the source table)"
+                )
+            return [self._op(self.mode_kind, after, self._changes(self.fields, after, None), version)]
+        now_in, was_in = self.filter.passes(after), self.filter.passes(before, lenient=True)
+        if now_in != was_in:
+            # The row enters the rule's scope (a full insert) or leaves it (handled as a delete).
+            return self._created(after, version) if now_in else self._deleted(before, version)
+        if not now_in:
+            return []
+        changed = changed_columns(before, after)
+        if self.when_changed and not changed & self.when_changed:
+            return []
+        if changed & self.key_columns and not self.is_append:
+            return self._moved(before, after, version)
+        fields = [f for f in self.fields if f.columns & changed]
+        if not fields:
+            return []
+        return [self._op(self.mode_kind, after, self._changes(fields, after, before), version)]
+
+    def _moved(self, before: Row, after: Row, version: Version) -> list[TargetOp]:
+        """The row now belongs to another target row (its key or aggregate group changed): the old
+        target row is handled as a delete, the new one as an insert."""
+        return self._deleted(before, version) + self._created(after, version)
+
+    def _deleted(self, before: Row, version: Version) -> list[TargetOp]:
+        if self.is_append or not self.filter.passes(before, lenient=True):
+            return []
+        if self.delete_mode == "hard":
+            return [self._op(OpKind.DELETE, before, {}, version)]
+        deltas = self._changes(self.delta_fields, None, before)
+        if self.delete_mode == "soft":
+            assert self.soft_delete is not None
+            column, change = self.soft_delete
+            return [self._op(OpKind.SOFT_DELETE, before, {**deltas, column: change}, version)]
+        if self.delete_mode == "recompute":
+            return [self._op(self.mode_kind, before, self._changes(self.aggregate_fields, before, None), version)]
+        return [self._op(self.mode_kind, before, deltas, version)] if deltas else []
+
+    def _changes(
+        self, fields: Iterable[CompiledField], after: Row | None, before: Row | None
+    ) -> dict[str, FieldChange]:
+        changes = {}
+        for field in fields:
+            try:
+                changes[field.name] = field.change(after, before)
+            except _Unavailable:
+                continue  # not carried by the event, hence unchanged: leave the target as it is
+        return changes
+
+    def _op(self, kind: OpKind, row: Row, fields: dict[str, FieldChange], version: Version) -> TargetOp:
+        op = TargetOp(kind=kind, table=self.table, key={}, fields=fields, version=version, mapping=self.name)
+        if self.is_append:
+            return op
+        if self.entity is not None:
+            values = [self._identity_value(row, column) for column in self.identity_columns]
+            op.identity = (self.entity, identity_key(values))
+            if kind not in (OpKind.DELETE, OpKind.SOFT_DELETE):
+                # Linking by natural key matters when a row is first seen; a delete's image may hold only the key.
+                op.match = self._match(row)
+        else:
+            op.key = self._key(row)
+        return op
+
+    def _key(self, row: Row) -> dict[str, Any]:
+        try:
+            return {name: value.evaluate(row) for name, value in self.key}
+        except _Unavailable as unavailable:
+            raise SkippableRecordError(
+                f"rule {self.name}: {self.source_label}: key column {unavailable} is not in the event"
+            ) from None
+
+    def _identity_value(self, row: Row, column: str) -> Any:
+        if column not in row:
+            raise SkippableRecordError(
+                f"rule {self.name}: {self.source_label}: key column {column} is missing from the event"
+            )
+        value = row[column]
+        if value is None:
+            raise SkippableRecordError(f"rule {self.name}: {self.source_label}: key column {column} is null")
+        return value
+
+    def _match(self, row: Row) -> dict[str, Any]:
+        match = {}
+        for field in self.match_on:
+            try:
+                match[field.name] = field.value.evaluate(row)
+            except _Unavailable:
+                continue
+        return match
+
+
+# --- the engine --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _System:
+    name: str
+    kind: str
+    priority: int
+
+
+def position_text(source: Mapping[str, Any], kind: str) -> str:
+    """The change's place in its source's log, as text that sorts in log order: the LSN zero-padded
+    (PostgreSQL); the GTID with zero-padded parts, ':' and the row number in the event (MariaDB)."""
+    if kind == "postgresql":
+        lsn = source.get("lsn")
+        return "" if lsn is None else f"{int(lsn):020d}"
+    gtid, row = source.get("gtid"), int(source.get("row") or 0)
+    if not gtid:
+        return ""
+    try:
+        domain, server, sequence = str(gtid).split("-")
+        return f"{int(domain):010d}-{int(server):010d}-{int(sequence):020d}:{row:010d}"
+    except ValueError:
+        return f"{gtid}:{row:010d}"  # not a MariaDB GTID: keep it as it is
+
+
+class MappingEngine:
+    """Turns envelopes into target operations with the rules of a MappingSet.
+
+    `ops_for(envelope)` is the whole per-event API; `source_tables()` tells a consumer which tables (and
+    so which topics) the rules read."""
+
+    def __init__(self, mapping_set: MappingSet, *, target: str | None = None) -> None:
+        """`target`: compile only the rules writing into that system (an applier's), so that another
+        target's rule can neither cost time nor dead-letter an event here."""
+        self.mapping_set = mapping_set
+        self._systems = {
+            spec.source_name: _System(name, spec.kind, spec.priority) for name, spec in mapping_set.systems.items()
+        }
+        routes: dict[tuple[str, str, str], list[CompiledRule]] = {}
+        for rule in mapping_set.rules:
+            if target is not None and rule.target.system != target:
+                continue
+            source_name = mapping_set.systems[rule.source.system].source_name
+            route = (source_name, mapping_set.namespace(rule.source), rule.source.table)
+            routes.setdefault(route, []).append(CompiledRule(rule, mapping_set))
+        self._routes = {route: tuple(rules) for route, rules in routes.items()}
+
+    def source_tables(self, system: str | None = None) -> list[tuple[str, str, str]]:
+        """(source name, schema or database, table) of every table some rule reads, optionally only
+        those of one system."""
+        wanted = None if system is None else self.mapping_set.systems[system].source_name
+        return sorted(route for route in self._routes if wanted is None or route[0] == wanted)
+
+    def rules_for(self, source_name: str, namespace: str, table: str) -> tuple[CompiledRule, ...]:
+        return self._routes.get((source_name, namespace, table), ())
+
+    def version(self, source: Mapping[str, Any]) -> Version:
+        system = self._systems[source["name"]]
+        # A snapshot read sorts before every streamed change of the same commit time: its position is empty.
+        snapshot = source.get("snapshot") not in (None, "false", False)
+        return Version(
+            ts_ms=int(source["ts_ms"]),
+            system=system.name,
+            priority=system.priority,
+            position="" if snapshot else position_text(source, system.kind),
+        )
+
+    def ops_for(self, envelope: Mapping[str, Any]) -> list[TargetOp]:
+        """The target operations of one change event, in rule order; [] when no rule reads its table."""
+        source = envelope["source"]
+        system = self._systems.get(source.get("name"))
+        if system is None:
+            return []
+        namespace = source.get("schema") if system.kind == "postgresql" else source.get("db")
+        rules = self._routes.get((source["name"], namespace, source.get("table")), ())
+        if not rules:
+            return []
+        version = self.version(source)
+        before, after, op = envelope.get("before"), envelope.get("after"), envelope.get("op")
+        if op == "t":
+            raise SkippableRecordError(
+                f"{source['name']}.{namespace}.{source.get('table')}: a truncate is not replicated "
+                f"(rules {', '.join(r.name for r in rules)}); empty the target table by hand if that is meant"
+            )
+        result: list[TargetOp] = []
+        for rule in rules:
+            result.extend(rule.ops(str(op), before, after, version))
+        return result

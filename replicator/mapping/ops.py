@@ -1,0 +1,201 @@
+"""What the mapping engine produces and the applier consumes: target row operations. Pure data.
+
+The engine turns one source change (a Debezium envelope) into zero or more `TargetOp`s. Values that need
+the target database to be known (an identity-map look-up, a natural-key look-up such as product reference
+-> product id) are left as `Lookup` placeholders; the applier resolves them in batches before the conflict
+resolver decides field by field what to write. Values computed over many rows of a database (stock = sum of
+quants) are left as `Aggregate` placeholders, which render themselves as one SQL query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class OpKind(StrEnum):
+    UPSERT = "upsert"  # insert the row if its key is unknown, else update the given fields
+    UPDATE = "update"  # update only; a missing row is a record-level error (dead letter)
+    INSERT = "insert"  # append-only rows (e.g. an order-history row): insert once per source change
+    DELETE = "delete"  # hard delete
+    SOFT_DELETE = "soft_delete"  # set the configured column (e.g. active=false / deleted=1)
+
+
+class Policy(StrEnum):
+    OWNER = "owner"
+    LAST_WRITER_WINS = "last_writer_wins"
+    DELTA = "delta"
+    MONOTONIC = "monotonic"
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Where a field value comes from. Ordered by commit time, then by the fixed system priority (lower
+    number wins ties), then by source position, so every replica decides ties the same way."""
+
+    ts_ms: int
+    system: str
+    priority: int
+    position: str
+
+    def sort_key(self) -> tuple[int, int, str]:
+        # A higher priority number loses ties: negate it so that larger keys always win.
+        return (self.ts_ms, -self.priority, self.position)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A value to find in the target database before writing.
+
+    `kind="identity"`: the target key that the identity map holds for (entity, source system, source key).
+    `kind="natural"`: `returns` of the row of `table` whose `match` columns equal the given values
+    (e.g. product_product.id where default_code = 'REF-1'). `required`: no row found is a record-level error;
+    otherwise the value becomes NULL.
+    """
+
+    kind: str
+    entity: str | None = None
+    source_key: str | None = None
+    table: str | None = None
+    match: tuple[tuple[str, Any], ...] = ()
+    returns: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One target column's new value (or, for `delta`, the amount to add) and the policy that governs it.
+
+    For `monotonic`, `rank` is the value's rank in the declared order. For `owner`, `owner` names the
+    system that owns the field: writes from any other system are refused.
+    """
+
+    value: Any
+    policy: Policy = Policy.LAST_WRITER_WINS
+    rank: int | None = None
+    owner: str | None = None
+
+
+@dataclass(slots=True)
+class TargetOp:
+    """One operation on one target row.
+
+    The row is identified by `key` (target column values, possibly `Lookup`s) or, for rows the replicator
+    creates with the target's own keys, by `identity` = (entity, source key): the applier finds the target
+    key in the identity map, or inserts the row and records the new key there in the same transaction.
+    """
+
+    kind: OpKind
+    table: str  # schema.table (PostgreSQL) or database.table (MariaDB) in the target
+    key: dict[str, Any]
+    fields: dict[str, FieldChange] = field(default_factory=dict)
+    identity: tuple[str, str] | None = None
+    version: Version | None = None
+    mapping: str = ""  # the mapping rule that produced it, for audit and errors
+    # Natural-key values (target column -> value) that link a row existing before replication started,
+    # when the identity map has no entry yet: the applier looks for a target row with these values before
+    # inserting. Never written by themselves; a column written too is also in `fields`.
+    match: dict[str, Any] = field(default_factory=dict)
+
+
+_SQL_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`column <operator> value`; `in`/`not_in` take a tuple, `is_null`/`not_null` no value,
+    `starts_with` a text prefix."""
+
+    column: str
+    operator: str
+    value: Any = None
+
+    def sql(self, alias: str, quote: str) -> tuple[str, tuple[Any, ...]]:
+        column = f"{alias}.{quote}{self.column}{quote}"
+        if self.operator == "is_null":
+            return f"{column} IS NULL", ()
+        if self.operator == "not_null":
+            return f"{column} IS NOT NULL", ()
+        if self.operator in ("in", "not_in"):
+            values = tuple(self.value)
+            negation = "NOT " if self.operator == "not_in" else ""
+            return f"{column} {negation}IN ({', '.join(['%s'] * len(values))})", values
+        if self.operator == "starts_with":
+            # Backslash is LIKE's default escape character in both PostgreSQL and MariaDB.
+            escaped = str(self.value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return f"{column} LIKE %s", (escaped + "%",)
+        return f"{column} {_SQL_COMPARISONS[self.operator]} %s", (self.value,)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateJoin:
+    """Restrict the aggregated rows through a referenced table: `JOIN table ON table.key = row.on`, keeping
+    the joined rows that satisfy `where` (e.g. stock_location.usage = 'internal')."""
+
+    table: str  # schema.table or database.table
+    on: str
+    key: str = "id"
+    where: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """A value computed over rows of `system`'s database with one query, e.g. a product's free stock:
+    SUM(quantity - reserved_quantity) of stock_quant WHERE product_id = 7, joined to internal locations.
+
+    `add` and `subtract` are the summed columns (`sum`) or the one column (`min`/`max`); `count` uses
+    neither. `group` holds the (column, value) pairs selecting the rows. `integer` floors the result, so
+    a fractional quantity never becomes a unit that can be sold.
+    """
+
+    system: str
+    table: str  # schema.table or database.table
+    function: str  # sum | count | min | max
+    group: tuple[tuple[str, Any], ...]
+    add: tuple[str, ...] = ()
+    subtract: tuple[str, ...] = ()
+    where: tuple[Condition, ...] = ()
+    join: AggregateJoin | None = None
+    integer: bool = False
+
+    def sql(self, quote: str) -> tuple[str, tuple[Any, ...]]:
+        """The query and its parameters (`%s` placeholders, as psycopg and PyMySQL take them).
+        `quote` is the identifier quote of the database: '"' for PostgreSQL, '`' for MariaDB. Identifiers
+        were checked against a strict pattern when the mapping was loaded, so quoting them is enough."""
+        params: list[Any] = []
+        conditions: list[str] = []
+        sql = f"SELECT {self._expression(quote)} FROM {_qualified(self.table, quote)} AS a"
+        if self.join is not None:
+            join = self.join
+            on = [f"j.{quote}{join.key}{quote} = a.{quote}{join.on}{quote}"]
+            for condition in join.where:
+                text, values = condition.sql("j", quote)
+                on.append(text)
+                params.extend(values)
+            sql += f" JOIN {_qualified(join.table, quote)} AS j ON {' AND '.join(on)}"
+        for column, value in self.group:
+            conditions.append(f"a.{quote}{column}{quote} = %s")
+            params.append(value)
+        for condition in self.where:
+            text, values = condition.sql("a", quote)
+            conditions.append(text)
+            params.extend(values)
+        if conditions:
+            sql += f" WHERE {' AND '.join(conditions)}"
+        return sql, tuple(params)
+
+    def _expression(self, quote: str) -> str:
+        if self.function == "count":
+            return "COUNT(*)"
+        if self.function != "sum":
+            return f"{self.function.upper()}(a.{quote}{self.add[0]}{quote})"
+        # COALESCE per column: one NULL column must not turn a whole row's contribution into NULL.
+        terms = " + ".join(f"COALESCE(a.{quote}{c}{quote}, 0)" for c in self.add)
+        terms += "".join(f" - COALESCE(a.{quote}{c}{quote}, 0)" for c in self.subtract)
+        total = f"COALESCE(SUM({terms}), 0)"
+        return f"FLOOR({total})" if self.integer else total
+
+
+def _qualified(table: str, quote: str) -> str:
+    return ".".join(f"{quote}{part}{quote}" for part in table.split("."))

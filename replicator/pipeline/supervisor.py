@@ -1,0 +1,100 @@
+"""Runs captures and appliers, restarting them on retriable errors with backoff. The one place that
+decides what an error means for a running pipeline: retriable -> restart after a pause; configuration or
+fatal -> stop everything and say why."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from replicator.errors import ConfigError, FatalError, RetriableError
+
+log = logging.getLogger(__name__)
+
+
+class Runnable(Protocol):
+    def run(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Worker:
+    name: str
+    build: Callable[[], Runnable]
+    restarts: int = 0
+    current: Runnable | None = None
+    thread: threading.Thread | None = None
+    failure: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Supervisor:
+    def __init__(self, *, max_backoff_s: float = 30.0) -> None:
+        self.workers: list[Worker] = []
+        self._stopping = threading.Event()
+        self._fatal: list[str] = []
+        self.max_backoff_s = max_backoff_s
+
+    def add(self, name: str, build: Callable[[], Runnable]) -> None:
+        self.workers.append(Worker(name, build))
+
+    def _run_worker(self, worker: Worker) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                worker.current = worker.build()
+                if self._stopping.is_set():
+                    break
+                worker.current.run()
+                if self._stopping.is_set():
+                    break
+                raise RetriableError(f"{worker.name} returned without being asked to stop")
+            except RetriableError as exc:
+                worker.restarts += 1
+                if time.monotonic() - started > 60:
+                    backoff = 0.5  # it ran fine for a while: this is a new problem
+                log.warning("retrying after a retriable error",
+                            extra={"worker": worker.name, "error": str(exc), "backoff_s": backoff})
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+            except (ConfigError, FatalError) as exc:
+                worker.failure = exc
+                self._fatal.append(f"{worker.name}: {exc}")
+                log.error("stopping: fatal error", extra={"worker": worker.name, "error": str(exc)})
+                self.stop()
+            except Exception as exc:
+                # Unclassified errors are bugs or unknown conditions: stop rather than loop on them.
+                worker.failure = exc
+                self._fatal.append(f"{worker.name}: unexpected {type(exc).__name__}: {exc}")
+                log.exception("stopping: unexpected error", extra={"worker": worker.name})
+                self.stop()
+        worker.done.set()
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.thread = threading.Thread(target=self._run_worker, args=(worker,), name=worker.name, daemon=True)
+            worker.thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for worker in self.workers:
+            if worker.current is not None:
+                worker.current.stop()
+
+    def wait(self, timeout: float | None = None) -> list[str]:
+        """Block until every worker ended (after `stop` or a fatal error); returns the fatal errors."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self.workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            worker.done.wait(remaining)
+        return list(self._fatal)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()

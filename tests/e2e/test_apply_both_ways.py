@@ -1,0 +1,188 @@
+"""Customers both ways between a MariaDB shop and a PostgreSQL ERP, through the whole pipeline:
+capture -> Kafka -> apply, with identities, per-field conflict resolution and loop prevention."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from replicator.devstack import ConnectionSettings, mariadb_connect
+from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.pipeline import running_pipeline, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SHOP_DDL = [
+    """CREATE TABLE ps_customer (
+        id_customer INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, firstname VARCHAR(255) NOT NULL,
+        lastname VARCHAR(255) NOT NULL, email VARCHAR(255) NOT NULL, phone VARCHAR(32),
+        active TINYINT(1) NOT NULL DEFAULT 1, date_upd DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP)""",
+]
+ERP_DDL = [
+    """CREATE TABLE res_partner (
+        id serial PRIMARY KEY, name varchar NOT NULL, email varchar, phone varchar, ref varchar,
+        x_shop_id int, active boolean NOT NULL DEFAULT true, comment text,
+        write_date timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))""",
+    "ALTER TABLE res_partner REPLICA IDENTITY FULL",
+]
+
+
+def mapping(shop_db: str) -> dict[str, Any]:
+    return {
+        "systems": {
+            "shop": {"kind": "mariadb", "priority": 2, "source_name": "shop", "namespace": shop_db},
+            "erp": {"kind": "postgresql", "priority": 1, "source_name": "erp", "namespace": "public"},
+        },
+        "rules": [
+            {
+                "name": "customer_to_partner",
+                "source": {"system": "shop", "table": "ps_customer", "key": ["id_customer"]},
+                "target": {"system": "erp", "table": "res_partner"},
+                "identity": "customer",
+                "on_delete": {"mode": "soft", "column": "active", "value": False},
+                "fields": {
+                    "name": {"concat": ["firstname", "lastname"]},
+                    "email": {"from": "email", "normalize": ["trim", "lower"]},
+                    "phone": "phone",
+                    "ref": {"from": "id_customer", "prefix": "PS-C"},
+                    "x_shop_id": "id_customer",
+                    "active": {"from": "active", "cast": "bool"},
+                },
+            },
+            {
+                "name": "partner_to_customer",
+                "source": {"system": "erp", "table": "res_partner", "key": ["id"]},
+                "target": {"system": "shop", "table": "ps_customer"},
+                "mode": "update",
+                "key": {"id_customer": "x_shop_id"},
+                "filter": [{"column": "x_shop_id", "not_null": True}],
+                "on_delete": "ignore",
+                "fields": {
+                    "email": {"from": "email", "max_length": 255},
+                    "phone": {"from": "phone", "max_length": 32},
+                    "firstname": {"split": {"from": "name", "part": "first"}},
+                    "lastname": {"split": {"from": "name", "part": "rest"}},
+                },
+            },
+        ],
+    }
+
+
+@dataclass
+class Sides:
+    shop: MariaDatabase
+    erp: PgDatabase
+    config: Path
+
+    def shop_sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with contextlib.closing(mariadb_connect(self.shop.admin, self.shop.name)) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    def describe(self) -> str:
+        return "\n".join([
+            f"shop rows: {self.shop_sql('SELECT * FROM ps_customer')}",
+            f"erp rows: {self.erp_sql('SELECT * FROM res_partner')}",
+            f"shop versions: {self.shop_sql('SELECT row_key, versions FROM replicator_row_version')}",
+            f"erp versions: {self.erp_sql('SELECT row_key, versions FROM replicator_row_version')}",
+            f"shop dead letters: {self.shop_sql('SELECT id, status, error FROM replicator_dead_letter')}",
+            f"erp dead letters: {self.erp_sql('SELECT id, status, error FROM replicator_dead_letter')}",
+        ])
+
+    def erp_sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.erp.dsn, autocommit=True) as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def sides(devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase,
+          tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topic_prefix: str) -> Iterator[Sides]:
+    with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as conn, \
+            conn.cursor() as cur:
+        for ddl in SHOP_DDL:
+            cur.execute(ddl)
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        for ddl in ERP_DDL:
+            conn.execute(ddl)
+    admin = mariadb_database.admin
+    monkeypatch.setenv("SHOP_DSN", f"mysql://{admin['user']}:{admin['password']}@{admin['host']}:{admin['port']}/"
+                                   f"{mariadb_database.name}")
+    monkeypatch.setenv("ERP_DSN", pg_database.dsn)
+    suffix = topic_prefix.split("_")[-1]
+    doc = mapping(mariadb_database.name)
+    doc["systems"]["shop"]["source_name"] = f"shop{suffix}"
+    doc["systems"]["erp"]["source_name"] = f"erp{suffix}"
+    (tmp_path / "mappings.yaml").write_text(yaml.safe_dump(doc))
+    config = {
+        "kafka": {"bootstrap_servers": devstack.kafka_bootstrap},
+        "mappings": "mappings.yaml",
+        "sources": [
+            {"name": f"shop{suffix}", "kind": "mariadb", "connection": {"dsn": {"env": "SHOP_DSN"}},
+             "tables": [f"{mariadb_database.name}.ps_customer"], "server_id": random.randint(10_000, 2**31),
+             "heartbeat_interval_s": 1},
+            {"name": f"erp{suffix}", "kind": "postgresql", "connection": {"dsn": {"env": "ERP_DSN"}},
+             "tables": ["public.res_partner"], "heartbeat_interval_s": 1},
+        ],
+        "targets": [
+            {"name": f"erp{suffix}-writer", "kind": "postgresql", "system": "erp", "apply_from": ["shop"],
+             "connection": {"dsn": {"env": "ERP_DSN"}}},
+            {"name": f"shop{suffix}-writer", "kind": "mariadb", "system": "shop", "apply_from": ["erp"],
+             "connection": {"dsn": {"env": "SHOP_DSN"}}},
+        ],
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    yield Sides(mariadb_database, pg_database, tmp_path / "config.yaml")
+    with psycopg.connect(pg_database.admin_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = %s",
+                     (f"replicator_erp{suffix}_writer",))
+
+
+def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without_echo(sides: Sides) -> None:
+    sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email, phone) "
+                   "VALUES ('Ada', 'Lovelace', ' Ada@Example.com ', '100')")
+    (customer_id,) = sides.shop_sql("SELECT MAX(id_customer) FROM ps_customer")[0]
+    with running_pipeline(sides.config) as supervisor:
+        def partner() -> tuple[Any, ...] | None:
+            rows = sides.erp_sql("SELECT id, name, email, phone, ref FROM res_partner WHERE x_shop_id = %s",
+                                 (customer_id,))
+            return rows[0] if rows else None
+
+        wait_until(lambda: partner() is not None, "the customer in the ERP", supervisor=supervisor)
+        partner_id, name, email, phone, ref = partner()  # type: ignore[misc]
+        assert (name, email, phone, ref) == ("Ada Lovelace", "ada@example.com", "100", f"PS-C{customer_id}")
+
+        # Concurrent edits of different fields: the shop changes the phone, the ERP the email.
+        sides.shop_sql("UPDATE ps_customer SET phone = '200' WHERE id_customer = %s", (customer_id,))
+        sides.erp_sql("UPDATE res_partner SET email = 'ada@erp.example' WHERE id = %s", (partner_id,))
+        wait_until(lambda: sides.shop_sql("SELECT email, phone FROM ps_customer WHERE id_customer = %s",
+                                          (customer_id,))[0] == ("ada@erp.example", "200")
+                   and sides.erp_sql("SELECT email, phone FROM res_partner WHERE id = %s",
+                                     (partner_id,))[0] == ("ada@erp.example", "200"),
+                   "both edits on both sides", supervisor=supervisor, describe=sides.describe)
+
+        # Both change the email: the later commit wins on both sides.
+        sides.shop_sql("UPDATE ps_customer SET email = 'first@shop.example' WHERE id_customer = %s", (customer_id,))
+        time.sleep(1.1)  # MariaDB commit times have whole-second resolution
+        sides.erp_sql("UPDATE res_partner SET email = 'later@erp.example' WHERE id = %s", (partner_id,))
+        wait_until(lambda: sides.shop_sql("SELECT email FROM ps_customer WHERE id_customer = %s",
+                                          (customer_id,))[0] == ("later@erp.example",)
+                   and sides.erp_sql("SELECT email FROM res_partner WHERE id = %s",
+                                     (partner_id,))[0] == ("later@erp.example",),
+                   "the later email on both sides", supervisor=supervisor, describe=sides.describe)
+        time.sleep(3)  # let any echo arrive
+        assert sides.erp_sql("SELECT count(*) FROM res_partner")[0][0] == 1
+        assert sides.shop_sql("SELECT email FROM ps_customer WHERE id_customer = %s",
+                              (customer_id,))[0] == ("later@erp.example",)
+        assert sides.erp_sql("SELECT email FROM res_partner WHERE id = %s", (partner_id,))[0] == ("later@erp.example",)
+    identity = sides.erp_sql("SELECT entity, source_system, source_key, target_key FROM replicator_identity")
+    assert identity == [("customer", "shop", str(customer_id), f"[{partner_id}]")]
