@@ -198,6 +198,19 @@ def read_last_value(bootstrap: str, topic: str, key: bytes, timeout: float = 30.
         consumer.close()
 
 
+# librdkafka does not flag these as retriable, but right after a topic is created they only mean "not yet".
+_NOT_YET = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+})
+
+
+def _transient(error: KafkaError) -> bool:
+    return bool(error.retriable()) or error.code() in _NOT_YET
+
+
 def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
     """A just-created topic's leader may not serve requests yet (NOT_LEADER_FOR_PARTITION): retry
     retriable errors until `timeout`."""
@@ -208,7 +221,7 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0]
-            if not (isinstance(error, KafkaError) and error.retriable()) or time.monotonic() > deadline:
+            if not (isinstance(error, KafkaError) and _transient(error)) or time.monotonic() > deadline:
                 raise RetriableError(f"reading {tp.topic}: {error}") from None
             time.sleep(0.2)
 
