@@ -220,7 +220,7 @@ def _target_dialect(config: Path, target: str) -> tuple[object, str]:
 
     loaded = load_config(config)
     dialect = target_dialect(loaded.target(target))
-    dialect.connect()
+    dialect.connect(tag_writes=False)
     dialect.ensure_replicator_tables()
     return dialect, loaded.target(target).name
 
@@ -230,6 +230,7 @@ def dlq_list(
     config: ConfigOption,
     target: TargetOption,
     all_: Annotated[bool, typer.Option("--all", help="Also show applied and discarded letters")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts")] = False,
 ) -> None:
     """List the dead letters of a target: id, status, source transaction, error, keys."""
     from replicator.apply.dialect.base import TargetDialect
@@ -246,7 +247,14 @@ def dlq_list(
             f"FROM replicator_dead_letter WHERE consumer = %s{where} ORDER BY id", (consumer,))
     finally:
         dialect.close()
-    table = Table("id", "status", "source", "transaction", "error", "keys", "created")
+    names = ("id", "status", "source", "transaction", "error", "keys", "created")
+    if as_json:
+        import orjson
+
+        for row in rows:
+            print(orjson.dumps(dict(zip(names, row, strict=True)), default=str).decode())
+        return
+    table = Table(*names)
     for row in rows:
         table.add_row(*(str(v) for v in row))
     console.print(table)

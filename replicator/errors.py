@@ -34,3 +34,8 @@ class SkippableRecordError(ReplicatorError):
 
 class DevstackError(ReplicatorError):
     """A local development server could not be set up, started or reached."""
+
+
+class MissingReferenceError(SkippableRecordError):
+    """A record refers to a row the target does not hold (yet): e.g. an order line whose order has not
+    arrived. During a snapshot, tables arrive in no set order, so the applier waits a while for it."""

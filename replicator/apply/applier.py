@@ -14,6 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -22,7 +25,7 @@ from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_val
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
 from replicator.conflict.resolver import Decision, FieldState, Resolution, resolve
-from replicator.errors import FatalError, SkippableRecordError
+from replicator.errors import FatalError, MissingReferenceError, SkippableRecordError
 from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, TargetOp, Version
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class UnitOutcome:
     decisions: list[tuple[TargetOp, Decision]] = field(default_factory=list)
     dead_letter: str | None = None  # the error, when the unit was dead-lettered
     held_behind: int | None = None
+    deferred: bool = False  # a snapshot read whose referenced row has not arrived yet: try again later
 
 
 @dataclass
@@ -70,9 +74,30 @@ class TableShapes:
         return cached
 
 
-def version_json(version: Version, value: Any) -> dict[str, Any]:
-    return {"ts": version.ts_ms, "sys": version.system, "pri": version.priority, "pos": version.position,
-            "val": value}
+def canonical(value: Any) -> Any:
+    """A JSON-safe form of a column value that is equal for equal values whatever the driver returned:
+    numbers by value (5, 5.0, Decimal('5.00') alike), booleans as 0/1 (MariaDB has no boolean), times as
+    ISO text (UTC ones without their offset, as naive UTC columns return them)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal | float) or (isinstance(value, int) and not isinstance(value, bool)):
+        number = Decimal(str(value))
+        return str(number.quantize(Decimal(1))) if number == number.to_integral_value() else str(number.normalize())
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() == timedelta(0):
+            value = value.replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, date | time_of_day):
+        return value.isoformat()
+    return value
+
+
+def version_json(version: Version, value: Any, rank: int | None = None) -> dict[str, Any]:
+    entry = {"ts": version.ts_ms, "sys": version.system, "pri": version.priority, "pos": version.position,
+             "val": canonical(value)}
+    if rank is not None:
+        entry["rank"] = rank
+    return entry
 
 
 def version_from_json(data: dict[str, Any]) -> Version:
@@ -96,6 +121,8 @@ class Applier:
         self.target_priority = target_priority
         self.shapes = TableShapes(dialect)
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
+        # Identities created in the current target transaction: (entity, system, source key) -> target key.
+        self._created_identities: dict[tuple[str, str, str], Key] = {}
         self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
 
     # -- start-up ---------------------------------------------------------------------------------------
@@ -170,27 +197,37 @@ class Applier:
 
     # -- batches ----------------------------------------------------------------------------------------
 
-    def apply_batch(self, units: Sequence[Unit], sources: Sequence[str], progress: Progress) -> BatchResult:
-        """Apply `units` (each tagged with its source name in `sources`) and save `progress` atomically."""
+    def apply_batch(
+        self,
+        units: Sequence[Unit],
+        sources: Sequence[str],
+        progress_for: Callable[[list[UnitOutcome]], Progress],
+        *,
+        may_defer: Callable[[Unit], bool] = lambda unit: False,
+    ) -> BatchResult:
+        """Apply `units` (each tagged with its source name in `sources`) and, in the same transaction, the
+        progress that `progress_for` derives from what was applied (deferred units are not)."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
         try:
             try:
-                outcomes = self._apply_all(units, sources, isolate=False)
+                outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer)
             except self._record_errors:
                 dialect.rollback()
                 dialect.begin()
-                outcomes = self._apply_all(units, sources, isolate=True)
-            dialect.save_progress(self.consumer, progress)
+                outcomes = self._apply_all(units, sources, isolate=True, may_defer=may_defer)
+            dialect.save_progress(self.consumer, progress_for(outcomes))
             dialect.commit()
         except BaseException:
             dialect.rollback()
             raise
         return BatchResult(outcomes, time.monotonic() - started)
 
-    def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool) -> list[UnitOutcome]:
+    def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool,
+                   may_defer: Callable[[Unit], bool]) -> list[UnitOutcome]:
         store = RowStore(self.dialect)
+        self._created_identities.clear()
         outcomes: list[UnitOutcome] = []
         for index, (unit, source) in enumerate(zip(units, sources, strict=True)):
             outcome = UnitOutcome(unit)
@@ -219,6 +256,11 @@ class Applier:
             except self._record_errors as exc:
                 self.dialect.rollback_to(savepoint)
                 store.discard_pending()
+                self._created_identities.clear()  # some were rolled back; the rest are found in the table
+                outcome.decisions.clear()
+                if isinstance(exc, MissingReferenceError) and may_defer(unit):
+                    outcome.deferred = True
+                    continue
                 outcome.decisions.clear()
                 outcome.dead_letter = f"{type(exc).__name__}: {exc}"
                 letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)
@@ -251,13 +293,18 @@ class Applier:
                 raise SkippableRecordError(f"{event.topic}[{event.partition}]@{event.offset}: {exc}") from exc
         if not ops:
             return
-        self._resolve_lookups(ops)
+        # Bulk look-ups first; what they miss may be created by an earlier op of this same unit (an order's
+        # lines look up the order inserted just before them), so each op looks again right before it runs.
+        self._resolve_lookups(ops, strict=False)
         self._load_rows(ops, store)
         for op in ops:
+            if _has_lookups(op):
+                self._resolve_lookups([op], strict=True)
             outcome.decisions.extend((op, d) for d in self._apply_op(op, store))
 
-    def _resolve_lookups(self, ops: list[TargetOp]) -> None:
-        """Replace every Lookup in keys and field values by what the target holds, in bulk."""
+    def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool) -> None:
+        """Replace the Lookups in keys and field values by what the target holds, in bulk. Required ones
+        not found stay in place unless `strict`, which makes them a record-level error."""
         wanted: dict[tuple[Any, ...], list[Lookup]] = {}
         group: tuple[Any, ...]
         for op in ops:
@@ -286,11 +333,12 @@ class Applier:
                     results[lk] = found_nat.get(value)
         for op in ops:
             for column, value in list(op.key.items()):
-                if isinstance(value, Lookup):
+                if isinstance(value, Lookup) and (strict or results.get(value) is not None or not value.required):
                     op.key[column] = self._looked_up(op, column, value, results)
             for column, change in list(op.fields.items()):
-                if isinstance(change.value, Lookup):
-                    op.fields[column] = FieldChange(self._looked_up(op, column, change.value, results),
+                lookup = change.value
+                if isinstance(lookup, Lookup) and (strict or results.get(lookup) is not None or not lookup.required):
+                    op.fields[column] = FieldChange(self._looked_up(op, column, lookup, results),
                                                     change.policy, change.rank, change.owner)
 
     @staticmethod
@@ -299,7 +347,7 @@ class Applier:
         if value is None and lookup.required:
             what = (f"identity of {lookup.entity} {lookup.source_key}" if lookup.kind == "identity"
                     else f"{lookup.table} row where {dict(lookup.match)}")
-            raise SkippableRecordError(f"{op.mapping}: {op.table}.{column}: no {what} in the target")
+            raise MissingReferenceError(f"{op.mapping}: {op.table}.{column}: no {what} in the target")
         return value
 
     def _target_key(self, op: TargetOp) -> Key | None:
@@ -386,6 +434,12 @@ class Applier:
 
     def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision]:
         pk = self.shapes.primary_key(op.table)
+        if op.identity is not None and not all(c in op.key for c in pk):
+            # Created by an earlier op of this unit (after the unit's identities were looked up)?
+            created = self._created_identities.get((op.identity[0], op.version.system if op.version else "",
+                                                    op.identity[1]))
+            if created is not None:
+                op.key = dict(zip(pk, created, strict=True))
         key = tuple(op.key[c] for c in pk) if all(c in op.key for c in pk) else None
         cached = store.get(op.table, key) if key is not None and store.known(op.table, key) else None
         if cached is None and key is not None:
@@ -424,8 +478,9 @@ class Applier:
                 store.flush()  # the new key must come from the target now: later ops may refer to it
                 returned = self.dialect.insert_returning(op.table, row, pk)
                 key = tuple(returned[c] for c in pk)
-                self.dialect.add_identity(op.identity[0], op.version.system if op.version else "",
-                                          op.identity[1], row_key_text(key))
+                system = op.version.system if op.version else ""
+                self.dialect.add_identity(op.identity[0], system, op.identity[1], row_key_text(key))
+                self._created_identities[(op.identity[0], system, op.identity[1])] = key
             else:
                 assert key is not None
                 store.insert(op.table, row)
@@ -434,7 +489,7 @@ class Applier:
         assert cached is not None and key is not None
         if resolution.versions:
             for column, (version, value) in resolution.versions.items():
-                cached.versions[column] = version_json(version, value)
+                cached.versions[column] = version_json(version, value, op.fields[column].rank)
             store.versions_changed(op.table, key)
         return list(resolution.decisions)
 
@@ -447,13 +502,27 @@ class Applier:
             local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
         for column in op.fields:
             stored = versions.get(column)
+            current = None if values is None else values.get(column)
+            written = None if stored is None else stored.get("val")
+            if stored is not None and canonical(current) == written:
+                # The same value in another representation (Decimal vs its text, datetime vs ISO text):
+                # hand the resolver identical objects, so it does not mistake it for a local edit.
+                written = current
             states[column] = FieldState(
-                current=None if values is None else values.get(column),
+                current=current,
                 version=None if stored is None else version_from_json(stored),
-                written=None if stored is None else stored.get("val"),
+                written=written,
                 local_version=local,
+                # The rank of the value the replicator wrote; a value edited locally since has no known rank.
+                rank=None if stored is None or current != written else stored.get("rank"),
             )
         return states
+
+
+def _has_lookups(op: TargetOp) -> bool:
+    return any(isinstance(v, Lookup) for v in op.key.values()) or any(
+        isinstance(f.value, Lookup) for f in op.fields.values()
+    )
 
 
 def unit_keys(unit: Unit) -> list[str]:

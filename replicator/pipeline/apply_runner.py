@@ -8,6 +8,7 @@ supervisor restarts the runner, which re-reads its progress from the target.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from replicator.apply.applier import Applier, BatchResult, positions_of
+from replicator.apply.applier import Applier, BatchResult, UnitOutcome, positions_of
 from replicator.apply.dialect.base import Progress, TargetDialect
 from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
@@ -77,6 +78,8 @@ class ApplyRunner:
         self.on_batch = on_batch
         self._stopping = threading.Event()
         self.ready = threading.Event()
+        self._deferred: list[tuple[str, Unit]] = []
+        self._deferred_since: dict[int, float] = {}
         self._route: dict[str, SourceTopics] = {}
         self._markers: dict[str, SourceTopics] = {}
         for source in sources:
@@ -136,6 +139,7 @@ class ApplyRunner:
         limit = self.target.batch_max_events
         linger = self.target.batch_max_ms / 1000
         last_retry_check = 0.0
+        last_deferred_try = 0.0
         while not self._stopping.is_set():
             if time.monotonic() - last_retry_check >= 1.0 and not pending:
                 last_retry_check = time.monotonic()
@@ -152,6 +156,9 @@ class ApplyRunner:
             if pending and (events >= limit or time.monotonic() - first_ready >= linger or not messages):
                 self._apply(pending)
                 pending = []
+            elif self._deferred and time.monotonic() - last_deferred_try >= 0.5:
+                last_deferred_try = time.monotonic()
+                self._apply([])
         if pending:
             self._apply(pending)
 
@@ -181,8 +188,9 @@ class ApplyRunner:
                 source.assembler.add_event(Event(topic, partition, offset, key, value))
         except (orjson.JSONDecodeError, SkippableRecordError) as exc:
             # A message nothing can read: dead-letter it as a unit of its own, keep its raw bytes.
-            bad = Event(topic, partition, offset, None, {"raw": (raw or b"").decode("utf-8", "replace"),
-                                                          "key": (msg.key() or b"").decode("utf-8", "replace")})
+            # Base64: the bytes may be anything, even a NUL that no text column accepts.
+            bad = Event(topic, partition, offset, None, {"raw_base64": base64.b64encode(raw or b"").decode(),
+                                                          "key_base64": base64.b64encode(msg.key() or b"").decode()})
             pending.append((source.source_name, Unit(None, None, [bad], None, error=f"unreadable message: {exc}")))
 
     @staticmethod
@@ -191,17 +199,38 @@ class ApplyRunner:
         if missing:
             raise SkippableRecordError(f"{topic}@{offset}: not a change event (no {', '.join(missing)})")
 
+    # How long a snapshot read may wait for the row it refers to (tables of a snapshot arrive in no set
+    # order) before it is dead-lettered like any other record that refers to a missing row.
+    DEFER_LIMIT_S = 60.0
+
     def _apply(self, pending: list[tuple[str, Unit]]) -> None:
-        for source_name, unit in pending:
-            source = next(s for s in self.sources if s.source_name == source_name)
-            source.assembler.mark_applied(unit)
-        progress = Progress()
-        for source in self.sources:
-            progress.offsets.update(source.assembler.resume_offsets())
-        progress.positions.update(positions_of(pending))
+        pending = [*self._deferred, *pending]
+        self._deferred = []
+        by_name = {s.source_name: s for s in self.sources}
         units = [u for _, u in pending]
         names = [s for s, _ in pending]
-        result = self.applier.apply_batch(units, names, progress)
+        now = time.monotonic()
+
+        def may_defer(unit: Unit) -> bool:
+            return unit.transaction_id is None and now - self._deferred_since.setdefault(id(unit), now) < \
+                self.DEFER_LIMIT_S
+
+        def progress_for(outcomes: list[UnitOutcome]) -> Progress:
+            applied = [(name, o.unit) for name, o in zip(names, outcomes, strict=True) if not o.deferred]
+            for name, unit in applied:
+                by_name[name].assembler.mark_applied(unit)
+            progress = Progress()
+            for source in self.sources:
+                progress.offsets.update(source.assembler.resume_offsets())
+            progress.positions.update(positions_of(applied))
+            return progress
+
+        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer)
+        for name, outcome in zip(names, result.outcomes, strict=True):
+            if outcome.deferred:
+                self._deferred.append((name, outcome.unit))
+            else:
+                self._deferred_since.pop(id(outcome.unit), None)
         self.stats.batches += 1
         self.stats.units += len(units)
         self.stats.events += sum(len(u.events) for u in units)
@@ -243,7 +272,16 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
                          if rule.source.system == system and rule.target.system == target.system})
         sources.append(SourceTopics(system, spec.source_name, tables))
 
+    routes = {tuple(route) for route in MappingEngine(mapping_set).source_tables()}
+
     def ops_for(envelope: dict[str, Any]) -> list[TargetOp]:
+        source = envelope["source"]
+        namespace = source.get("schema") if source.get("connector") == "postgresql" else source.get("db")
+        if (source.get("name"), namespace, source.get("table")) not in routes:
+            # It came on a topic this applier reads, yet no rule knows its table: never drop it silently.
+            raise SkippableRecordError(
+                f"no mapping rule reads {source.get('name')}.{namespace}.{source.get('table')}"
+            )
         return engine.ops_for(envelope)
 
     return ApplyRunner(target, dialect, ops_for, sources, config.kafka.bootstrap(),

@@ -61,7 +61,9 @@ class TargetDialect(abc.ABC):
     # -- connection and transactions ------------------------------------------------------------------
 
     @abc.abstractmethod
-    def connect(self) -> None: ...
+    def connect(self, *, tag_writes: bool = True) -> None:
+        """Open the connection; `tag_writes=False` for administration sessions (dead-letter commands),
+        which write only the replicator's own tables and must not take the applier's writer tag."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -44,7 +44,7 @@ class MariaDbDialect(TargetDialect):
         super().__init__(connection, writer_tag)
         self._conn: pymysql.connections.Connection[pymysql.cursors.Cursor] | None = None
 
-    def connect(self) -> None:
+    def connect(self, *, tag_writes: bool = True) -> None:
         info = self.connection
         try:
             self._conn = pymysql.connect(
@@ -52,7 +52,8 @@ class MariaDbDialect(TargetDialect):
                 database=info.database, autocommit=True, charset="utf8mb4",
                 # skip_replication tags every event this session writes to the binlog (no privilege needed),
                 # so the shop's capture recognises the replicator's writes and does not send them back.
-                init_command="SET SESSION skip_replication=1, time_zone='+00:00'",
+                init_command=("SET SESSION skip_replication=1, time_zone='+00:00'" if tag_writes
+                              else "SET SESSION time_zone='+00:00'"),
             )
         except pymysql.err.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None

@@ -42,8 +42,9 @@ class PostgresDialect(TargetDialect):
     def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
         super().__init__(connection, writer_tag)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._tagged = True
 
-    def connect(self) -> None:
+    def connect(self, *, tag_writes: bool = True) -> None:
         info = self.connection
         try:
             self._conn = psycopg.connect(
@@ -53,7 +54,9 @@ class PostgresDialect(TargetDialect):
             )
         except psycopg.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc}") from None
-        self._setup_origin()
+        self._tagged = tag_writes
+        if tag_writes:
+            self._setup_origin()
 
     def _setup_origin(self) -> None:
         """Tag every transaction of this session with a replication origin, so that capture of this database
@@ -116,8 +119,9 @@ class PostgresDialect(TargetDialect):
     def begin(self) -> None:
         conn = self._require()
         conn.execute("BEGIN")
-        # Without a per-transaction setup, commit timestamps under a session origin freeze (shared notes).
-        conn.execute("SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
+        if self._tagged:
+            # Without a per-transaction setup, commit timestamps under a session origin freeze (shared notes).
+            conn.execute("SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
 
     def commit(self) -> None:
         self._require().execute("COMMIT")
