@@ -211,6 +211,62 @@ def run(
 
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")]
+
+
+@app.command("validate")
+def validate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    offline: Annotated[bool, typer.Option(help="Check the files only, without connecting to the databases")] = False,
+) -> None:
+    """Check the config and every mapping against the live schemas of both databases; list all problems."""
+    from replicator.config import load_config
+    from replicator.mapping.loader import load_mappings
+
+    try:
+        loaded = load_config(config)
+        if loaded.mappings is None:
+            raise ReplicatorError(f"{config}: no 'mappings' to validate")
+        mapping_set = load_mappings(loaded.mappings)
+        problems = [] if offline else _validate_live(loaded, mapping_set)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    if problems:
+        for problem in problems:
+            err_console.print(f"[red]-[/] {problem}", highlight=False)
+        err_console.print(f"{len(problems)} problem(s)")
+        raise typer.Exit(code=1)
+    console.print(f"{len(mapping_set.rules)} rules valid" + (" (offline)" if offline else " against both databases"))
+
+
+def _validate_live(loaded: object, mapping_set: object) -> list[str]:
+    from sqlalchemy import URL, create_engine
+
+    from replicator.config import ReplicatorConfig, ResolvedConnection
+    from replicator.mapping.spec import MappingSet
+    from replicator.mapping.validate import validate_against_databases
+
+    assert isinstance(loaded, ReplicatorConfig) and isinstance(mapping_set, MappingSet)
+    connections: dict[str, tuple[str, ResolvedConnection]] = {}
+    for name, system in mapping_set.systems.items():
+        for target in loaded.targets:
+            if target.system == name:
+                port = 5432 if target.kind == "postgresql" else 3306
+                connections[name] = (target.kind, target.connection.resolve(f"targets.{target.name}.connection", port))
+        for source in loaded.sources:
+            if name not in connections and source.name == system.source_name:
+                port = 5432 if source.kind == "postgresql" else 3306
+                connections[name] = (source.kind, source.connection.resolve(f"sources.{source.name}.connection", port))
+    engines = {}
+    for name, (kind, info) in connections.items():
+        url = URL.create("postgresql+psycopg" if kind == "postgresql" else "mysql+pymysql",
+                         username=info.user, password=info.password.get_secret_value(), host=info.host,
+                         port=info.port, database=info.database)
+        engines[name] = create_engine(url)
+    try:
+        return validate_against_databases(mapping_set, engines)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Name of the target (applier)")]
 
 

@@ -234,13 +234,14 @@ class Applier:
             outcomes.append(outcome)
             keys = unit_keys(unit)
             if unit.error is not None:
-                outcome.dead_letter = unit.error
-                self._dead_letter(unit, source, unit.error, "dead", [])
+                # Every dead-letter error starts with its class, as the DLQ topic's error_class reports it.
+                outcome.dead_letter = f"UnreadableMessage: {unit.error}"
+                self._dead_letter(unit, source, outcome.dead_letter, "dead", [])
                 continue
             holder = next((self.held_keys[k] for k in keys if k in self.held_keys), None)
             if holder is not None:
                 outcome.held_behind = holder
-                letter = self._dead_letter(unit, source, f"held behind dead letter {holder}", "held", keys)
+                letter = self._dead_letter(unit, source, f"HeldBehind: dead letter {holder}", "held", keys)
                 for key in keys:
                     self.held_keys.setdefault(key, letter)
                 continue

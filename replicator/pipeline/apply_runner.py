@@ -25,7 +25,9 @@ from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
 from replicator.errors import ConfigError, RetriableError, SkippableRecordError
 from replicator.mapping.ops import TargetOp
-from replicator.transport.topics import table_topic, transaction_topic
+from replicator.transport.audit import AuditPublisher
+from replicator.transport.kafka import TopicSpec, ensure_topics
+from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class ApplyRunner:
         self._stopping = threading.Event()
         self.ready = threading.Event()
         self._deferred: list[tuple[str, Unit]] = []
+        self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
         self._deferred_since: dict[int, float] = {}
         self._route: dict[str, SourceTopics] = {}
         self._markers: dict[str, SourceTopics] = {}
@@ -89,6 +92,10 @@ class ApplyRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _publish(self, result: BatchResult, names: list[str]) -> None:
+        if self.audit is not None:
+            _publish_outcomes(self.audit, self.target.name, result, names)
 
     def run(self) -> ApplyStats:
         self.dialect.connect()
@@ -104,6 +111,8 @@ class ApplyRunner:
                 self._loop(consumer)
             finally:
                 consumer.close()
+                if self.audit is not None:
+                    self.audit.flush()
         finally:
             self.dialect.close()
         return self.stats
@@ -231,6 +240,7 @@ class ApplyRunner:
                 self._deferred.append((name, outcome.unit))
             else:
                 self._deferred_since.pop(id(outcome.unit), None)
+        self._publish(result, names)
         self.stats.batches += 1
         self.stats.units += len(units)
         self.stats.events += sum(len(u.events) for u in units)
@@ -238,6 +248,27 @@ class ApplyRunner:
         self.stats.last_batch = result
         if self.on_batch is not None:
             self.on_batch(result)
+
+
+def _publish_outcomes(audit: AuditPublisher, target: str, result: BatchResult, names: list[str]) -> None:
+    for name, outcome in zip(names, result.outcomes, strict=True):
+        unit = outcome.unit
+        if outcome.dead_letter is not None or outcome.held_behind is not None:
+            audit.dead_letter(
+                target=target, source=name, transaction=unit.transaction_id,
+                error=outcome.dead_letter or f"HeldBehind: dead letter {outcome.held_behind}",
+                held_behind=outcome.held_behind,
+                envelopes=[{"topic": e.topic, "partition": e.partition, "offset": e.offset, "key": e.key,
+                            "value": e.value} for e in unit.events],
+            )
+            continue
+        by_op: dict[int, tuple[TargetOp, list[Any]]] = {}
+        for op, decision in outcome.decisions:
+            by_op.setdefault(id(op), (op, []))[1].append(decision)
+        for op, decisions in by_op.values():
+            audit.decision(target=target, table=op.table, key=op.key, mapping=op.mapping, source=name,
+                           transaction=unit.transaction_id, decisions=decisions)
+    audit.poll()
 
 
 def target_dialect(target: TargetConfig) -> TargetDialect:
@@ -284,5 +315,11 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
             )
         return engine.ops_for(envelope)
 
+    settings = config.kafka.topics
+    ensure_topics(config.kafka.bootstrap(), [
+        TopicSpec(topic, settings.partitions, settings.replication_factor,
+                  (("retention.ms", str(settings.retention_ms)),))
+        for topic in (AUDIT_TOPIC, DLQ_TOPIC)
+    ])
     return ApplyRunner(target, dialect, ops_for, sources, config.kafka.bootstrap(),
                        target_priority=mapping_set.systems[target.system].priority)

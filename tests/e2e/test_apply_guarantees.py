@@ -22,6 +22,7 @@ from replicator.config import load_config
 from replicator.devstack import ConnectionSettings
 from replicator.pipeline.capture_runner import build_capture
 from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
 from tests.support.sides import Sides, drop_origins, make_sides
 
@@ -165,7 +166,7 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
         assert "no mapping rule reads" in errors[1] and "ps_unknown" in errors[1]
         assert "CheckViolation" in errors[2] and "product_uom_qty" in errors[2]
         assert "StringDataRightTruncation" in errors[3]
-        assert "held behind dead letter" in errors[4]
+        assert errors[4] == f"HeldBehind: dead letter {letters[2][0]}"
         # The orders around them were applied whole; the refused ones not at all.
         assert orders.erp_sql("SELECT origin FROM sale_order ORDER BY id") == [(f"PS#{good}",), (f"PS#{after}",)]
 
@@ -188,6 +189,19 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
                                   orders.erp_target], check=True, capture_output=True, text=True).stdout
         listed = [orjson.loads(line) for line in listing.splitlines()]
         assert [(x["id"], x["status"]) for x in listed] == [(letters[1][0], "dead"), (letters[3][0], "dead")]
+    # The dead letters are also on the DLQ topic, with the original envelope, the target and the error.
+    dlq = [r.value for r in read_topics(devstack.kafka_bootstrap, ["replicator.dlq"], quiet_s=2)
+           if r.value and r.value.get("target") == orders.erp_target]
+    assert [r["error_class"] for r in dlq[:5]] == [
+        "UnreadableMessage", "SkippableRecordError", "CheckViolation", "StringDataRightTruncation", "HeldBehind"]
+    # The whole source transaction is dead-lettered: the order and its refused line.
+    assert [e["value"]["source"]["table"] for e in dlq[2]["envelopes"]] == ["ps_orders", "ps_order_detail"]
+    assert dlq[2]["envelopes"][1]["value"]["after"]["product_quantity"] == 0
+    audit = [r.value for r in read_topics(devstack.kafka_bootstrap, ["replicator.audit"], quiet_s=2)
+             if r.value and r.value.get("target") == orders.erp_target]
+    applied = [a for a in audit if a["decision"] == "applied" and a["table"] == "public.sale_order"]
+    assert {f["column"] for f in applied[0]["fields"]} == {"name", "origin"}
+    assert applied[0]["fields"][0]["outcome"] == "applied"
     statuses = {i: s for i, s, _ in orders.dead_letters("erp")}
     assert statuses[letter_id] == "applied" and statuses[letters[4][0]] == "applied"
     assert statuses[discarded] == "discarded"

@@ -1,0 +1,80 @@
+"""Publishing apply decisions to `replicator.audit` and dead letters to `replicator.dlq`.
+
+Records are published after the target transaction that made the decisions committed, so the topics
+never tell of a decision the target does not hold. The target's own tables (row versions, dead letters)
+remain the record of truth; a crash between commit and publish can lose the topic copy of one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from replicator.errors import FatalError
+from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
+
+
+def _version(version: Any) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {"ts_ms": version.ts_ms, "system": version.system, "priority": version.priority,
+            "position": version.position}
+
+
+class AuditPublisher:
+    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        self._producer = Producer({"bootstrap.servers": bootstrap, "client.id": client_id,
+                                   "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"})
+        self._failure: str | None = None
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None and self._failure is None:
+            self._failure = f"Kafka refused an audit record for {msg.topic()}: {err}"
+
+    def _send(self, topic: str, key: dict[str, Any], value: dict[str, Any]) -> None:
+        payload = orjson.dumps(value, default=str)
+        while True:
+            try:
+                self._producer.produce(topic, key=orjson.dumps(key, default=str), value=payload,
+                                       on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def decision(self, *, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
+                 transaction: str | None, decisions: list[Any]) -> None:
+        self._send(AUDIT_TOPIC, {"target": target, "table": table, "key": key}, {
+            "decision": "applied", "target": target, "table": table, "key": key, "mapping": mapping,
+            "source": source, "transaction": transaction,
+            "fields": [{
+                "column": d.column, "policy": str(d.policy), "outcome": str(d.outcome), "reason": d.reason,
+                "incoming": d.incoming_value, "incoming_version": _version(d.incoming_version),
+                "current": d.current_value, "current_version": _version(d.current_version),
+                "result": d.result, "written": d.write,
+            } for d in decisions],
+        })
+
+    def dead_letter(self, *, target: str, source: str, transaction: str | None, error: str, held_behind: int | None,
+                    envelopes: list[dict[str, Any]]) -> None:
+        status = "held" if held_behind is not None else "dead_lettered"
+        record = {"decision": status, "target": target, "source": source, "transaction": transaction,
+                  "error_class": error.split(":", 1)[0], "error": error, "envelopes": envelopes}
+        self._send(DLQ_TOPIC, {"target": target, "transaction": transaction}, record)
+        self._send(AUDIT_TOPIC, {"target": target, "transaction": transaction},
+                   {k: v for k, v in record.items() if k != "envelopes"})
+
+    def echo_suppressed(self, *, source: str, transaction: str, origin: str) -> None:
+        self._send(AUDIT_TOPIC, {"source": source, "transaction": transaction},
+                   {"decision": "echo_suppressed", "source": source, "transaction": transaction, "origin": origin})
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+        if self._failure is not None:
+            raise FatalError(self._failure)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
+        if self._failure is not None:
+            raise FatalError(self._failure)
