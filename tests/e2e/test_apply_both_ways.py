@@ -186,3 +186,43 @@ def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without
         assert sides.erp_sql("SELECT email FROM res_partner WHERE id = %s", (partner_id,))[0] == ("later@erp.example",)
     identity = sides.erp_sql("SELECT entity, source_system, source_key, target_key FROM replicator_identity")
     assert identity == [("customer", "shop", str(customer_id), f"[{partner_id}]")]
+
+
+def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_same_rows_flow_back(
+    sides: Sides,
+) -> None:
+    customers = 10
+    for n in range(customers):
+        sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email, phone) VALUES (%s, 'Doe', %s, '0')",
+                       (f"C{n}", f"c{n}@shop.example"))
+    with running_pipeline(sides.config) as supervisor:
+        wait_until(lambda: sides.erp_sql("SELECT count(*) FROM res_partner")[0][0] == customers,
+                   "every customer in the ERP", supervisor=supervisor, describe=sides.describe)
+        ids = [r[0] for r in sides.shop_sql("SELECT id_customer FROM ps_customer ORDER BY id_customer")]
+        partners = dict(sides.erp_sql("SELECT x_shop_id, id FROM res_partner"))
+        shop_apply = next(w for w in supervisor.workers if w.name.startswith("apply:shop"))
+        erp_capture = next(w for w in supervisor.workers if w.name.startswith("capture:erp"))
+        before_units = shop_apply.current.stats.units  # type: ignore[union-attr]
+        erp_edits = 0
+        for round_ in range(1, 31):
+            for customer in ids:  # 300 shop transactions, replicated to the ERP
+                sides.shop_sql("UPDATE ps_customer SET phone = %s WHERE id_customer = %s",
+                               (f"{round_}-{customer}", customer))
+            if round_ % 10 == 0:  # genuine ERP edits of the same rows, 3 rounds x 2 rows
+                for customer in ids[:2]:
+                    sides.erp_sql("UPDATE res_partner SET email = %s WHERE id = %s",
+                                  (f"r{round_}@erp.example", partners[customer]))
+                    erp_edits += 1
+        expected_phones = {c: f"30-{c}" for c in ids}
+        wait_until(lambda: dict(sides.erp_sql("SELECT x_shop_id, phone FROM res_partner")) == expected_phones
+                   and {r[0] for r in sides.shop_sql("SELECT email FROM ps_customer WHERE id_customer IN (%s, %s)",
+                                                     tuple(ids[:2]))} == {"r30@erp.example"},
+                   "the last phones in the ERP and the ERP emails in the shop", supervisor=supervisor,
+                   describe=sides.describe)
+        time.sleep(3)  # any echo would arrive now
+        applied_in_shop = shop_apply.current.stats.units - before_units  # type: ignore[union-attr]
+        skipped_by_erp_capture = erp_capture.current.stats.skipped_own_transactions  # type: ignore[union-attr]
+    # Only the genuine ERP edits reached the shop: none of the ERP writes the replicator made came back.
+    assert applied_in_shop == erp_edits
+    assert skipped_by_erp_capture >= 1
+    assert dict(sides.shop_sql("SELECT id_customer, phone FROM ps_customer")) == expected_phones
