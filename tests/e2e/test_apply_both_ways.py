@@ -226,3 +226,23 @@ def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_s
     assert applied_in_shop == erp_edits
     assert skipped_by_erp_capture >= 1
     assert dict(sides.shop_sql("SELECT id_customer, phone FROM ps_customer")) == expected_phones
+
+
+def test_replicator_run_supervises_everything_and_drains_on_sigterm(sides: Sides, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email) VALUES ('Grace', 'Hopper', 'g@h.example')")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "replicator.cli", "run", "--config", str(sides.config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: sides.erp_sql("SELECT name FROM res_partner") == [("Grace Hopper",)],
+                   "the customer in the ERP", describe=lambda: log.read_text()[-3000:])
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, log.read_text()[-3000:]
