@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -125,6 +126,32 @@ def dev_fetch_kafka() -> None:
         raise _fail(exc) from None
 
 
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class _Runner(Protocol[R_co]):
+    def run(self) -> R_co: ...
+
+    def stop(self) -> None: ...
+
+
+def _run_until_signalled(build: Callable[[], _Runner[R]], log_level: str) -> R:
+    """Build one runner and run it until it ends; SIGTERM and SIGINT ask it to stop at a clean point."""
+    import signal
+
+    from replicator import logs
+
+    logs.configure(log_level)
+    try:
+        runner = build()
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        return runner.run()
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+
+
 @app.command("capture")
 def capture(
     config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
@@ -132,20 +159,10 @@ def capture(
     log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
 ) -> None:
     """Capture one source's row changes into Kafka until stopped (SIGTERM/SIGINT flush and acknowledge)."""
-    import signal
-
-    from replicator import logs
     from replicator.config import load_config
     from replicator.pipeline.capture_runner import build_capture
 
-    logs.configure(log_level)
-    try:
-        runner = build_capture(load_config(config), source)
-        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        signal.signal(signal.SIGINT, lambda *_: runner.stop())
-        stats = runner.run()
-    except ReplicatorError as exc:
-        raise _fail(exc) from None
+    stats = _run_until_signalled(lambda: build_capture(load_config(config), source), log_level)
     console.print(f"capture {source} stopped: {stats.transactions} transactions, {stats.events} events, "
                   f"{stats.skipped_own_transactions} own transactions not published", highlight=False)
 
@@ -157,20 +174,10 @@ def apply(
     log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
 ) -> None:
     """Apply the mapped changes of other systems into one target until stopped (SIGTERM/SIGINT drain)."""
-    import signal
-
-    from replicator import logs
     from replicator.config import load_config
     from replicator.pipeline.apply_runner import build_apply
 
-    logs.configure(log_level)
-    try:
-        runner = build_apply(load_config(config), target)
-        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-        signal.signal(signal.SIGINT, lambda *_: runner.stop())
-        stats = runner.run()
-    except ReplicatorError as exc:
-        raise _fail(exc) from None
+    stats = _run_until_signalled(lambda: build_apply(load_config(config), target), log_level)
     console.print(f"apply {target} stopped: {stats.units} transactions, {stats.events} events, "
                   f"{stats.dead_letters} dead letters", highlight=False)
 

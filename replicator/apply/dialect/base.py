@@ -114,8 +114,11 @@ class TargetDialect(abc.ABC):
             progress.positions[(source, int(domain))] = int(sequence)
         return progress
 
-    @abc.abstractmethod
-    def save_progress(self, consumer: str, progress: Progress) -> None: ...
+    def save_progress(self, consumer: str, progress: Progress) -> None:
+        self.upsert_many("replicator_progress", ("consumer", "topic", "kpartition"), ("next_offset",),
+                         [(consumer, topic, part, offset) for (topic, part), offset in progress.offsets.items()])
+        self.upsert_many("replicator_position", ("consumer", "source", "domain"), ("sequence",),
+                         [(consumer, source, domain, seq) for (source, domain), seq in progress.positions.items()])
 
     def identities(self, entity: str, system: str, source_keys: Iterable[str]) -> dict[str, str]:
         keys = list(dict.fromkeys(source_keys))
@@ -151,8 +154,9 @@ class TargetDialect(abc.ABC):
                 found[row_key] = json_value(versions)
         return found
 
-    @abc.abstractmethod
-    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        rows = [(table, row_key, orjson.dumps(versions, default=str).decode()) for row_key, versions in items]
+        self.upsert_many("replicator_row_version", ("target_table", "row_key"), ("versions",), rows)
 
     # -- data ---------------------------------------------------------------------------------------
 

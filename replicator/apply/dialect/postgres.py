@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from replicator.apply.dialect.base import Progress, TargetDialect
+from replicator.apply.dialect.base import TargetDialect
 from replicator.config import ResolvedConnection
 from replicator.errors import ConfigError, RetriableError
 
@@ -132,28 +131,6 @@ class PostgresDialect(TargetDialect):
     def ensure_replicator_tables(self) -> None:
         for statement in REPLICATOR_TABLES:
             self.execute(statement)
-
-    def save_progress(self, consumer: str, progress: Progress) -> None:
-        if progress.offsets:
-            self.execute_many(
-                "INSERT INTO replicator_progress (consumer, topic, kpartition, next_offset) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (consumer, topic, kpartition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                [(consumer, topic, partition, offset) for (topic, partition), offset in progress.offsets.items()],
-            )
-        if progress.positions:
-            self.execute_many(
-                "INSERT INTO replicator_position (consumer, source, domain, sequence) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (consumer, source, domain) DO UPDATE SET sequence = EXCLUDED.sequence",
-                [(consumer, source, domain, seq) for (source, domain), seq in progress.positions.items()],
-            )
-
-    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        if items:
-            self.execute_many(
-                "INSERT INTO replicator_row_version (target_table, row_key, versions) VALUES (%s, %s, %s) "
-                "ON CONFLICT (target_table, row_key) DO UPDATE SET versions = EXCLUDED.versions",
-                [(table, row_key, orjson.dumps(versions).decode()) for row_key, versions in items],
-            )
 
     def upsert_many(self, table: str, key_columns: Sequence[str], columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
