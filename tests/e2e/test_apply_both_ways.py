@@ -3,21 +3,17 @@ capture -> Kafka -> apply, with identities, per-field conflict resolution and lo
 
 from __future__ import annotations
 
-import contextlib
-import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-import yaml
 
-from replicator.devstack import ConnectionSettings, mariadb_connect
+from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.pipeline import running_pipeline, wait_until
+from tests.support.sides import Sides, drop_origins, make_sides
 
 pytestmark = pytest.mark.e2e
 
@@ -36,115 +32,59 @@ ERP_DDL = [
 ]
 
 
-def mapping(shop_db: str) -> dict[str, Any]:
-    return {
-        "systems": {
-            "shop": {"kind": "mariadb", "priority": 2, "source_name": "shop", "namespace": shop_db},
-            "erp": {"kind": "postgresql", "priority": 1, "source_name": "erp", "namespace": "public"},
+RULES: list[dict[str, Any]] = [
+    {
+        "name": "customer_to_partner",
+        "source": {"system": "shop", "table": "ps_customer", "key": ["id_customer"]},
+        "target": {"system": "erp", "table": "res_partner"},
+        "identity": "customer",
+        "on_delete": {"mode": "soft", "column": "active", "value": False},
+        "fields": {
+            "name": {"concat": ["firstname", "lastname"]},
+            "email": {"from": "email", "normalize": ["trim", "lower"]},
+            "phone": "phone",
+            "ref": {"from": "id_customer", "prefix": "PS-C"},
+            "x_shop_id": "id_customer",
+            "active": {"from": "active", "cast": "bool"},
         },
-        "rules": [
-            {
-                "name": "customer_to_partner",
-                "source": {"system": "shop", "table": "ps_customer", "key": ["id_customer"]},
-                "target": {"system": "erp", "table": "res_partner"},
-                "identity": "customer",
-                "on_delete": {"mode": "soft", "column": "active", "value": False},
-                "fields": {
-                    "name": {"concat": ["firstname", "lastname"]},
-                    "email": {"from": "email", "normalize": ["trim", "lower"]},
-                    "phone": "phone",
-                    "ref": {"from": "id_customer", "prefix": "PS-C"},
-                    "x_shop_id": "id_customer",
-                    "active": {"from": "active", "cast": "bool"},
-                },
-            },
-            {
-                "name": "partner_to_customer",
-                "source": {"system": "erp", "table": "res_partner", "key": ["id"]},
-                "target": {"system": "shop", "table": "ps_customer"},
-                "mode": "update",
-                "key": {"id_customer": "x_shop_id"},
-                "filter": [{"column": "x_shop_id", "not_null": True}],
-                "on_delete": "ignore",
-                "fields": {
-                    "email": {"from": "email", "max_length": 255},
-                    "phone": {"from": "phone", "max_length": 32},
-                    "firstname": {"split": {"from": "name", "part": "first"}},
-                    "lastname": {"split": {"from": "name", "part": "rest"}},
-                },
-            },
-        ],
-    }
+    },
+    {
+        "name": "partner_to_customer",
+        "source": {"system": "erp", "table": "res_partner", "key": ["id"]},
+        "target": {"system": "shop", "table": "ps_customer"},
+        "mode": "update",
+        "key": {"id_customer": "x_shop_id"},
+        "filter": [{"column": "x_shop_id", "not_null": True}],
+        "on_delete": "ignore",
+        "fields": {
+            "email": {"from": "email", "max_length": 255},
+            "phone": {"from": "phone", "max_length": 32},
+            "firstname": {"split": {"from": "name", "part": "first"}},
+            "lastname": {"split": {"from": "name", "part": "rest"}},
+        },
+    },
+]
 
 
-@dataclass
-class Sides:
-    shop: MariaDatabase
-    erp: PgDatabase
-    config: Path
-
-    def shop_sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with contextlib.closing(mariadb_connect(self.shop.admin, self.shop.name)) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-
-    def describe(self) -> str:
-        return "\n".join([
-            f"shop rows: {self.shop_sql('SELECT * FROM ps_customer')}",
-            f"erp rows: {self.erp_sql('SELECT * FROM res_partner')}",
-            f"shop versions: {self.shop_sql('SELECT row_key, versions FROM replicator_row_version')}",
-            f"erp versions: {self.erp_sql('SELECT row_key, versions FROM replicator_row_version')}",
-            f"shop dead letters: {self.shop_sql('SELECT id, status, error FROM replicator_dead_letter')}",
-            f"erp dead letters: {self.erp_sql('SELECT id, status, error FROM replicator_dead_letter')}",
-        ])
-
-    def erp_sql(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.erp.dsn, autocommit=True) as conn:
-            cur = conn.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+def _describe(sides: Sides) -> str:
+    return "\n".join([
+        f"shop rows: {sides.shop_sql('SELECT * FROM ps_customer')}",
+        f"erp rows: {sides.erp_sql('SELECT * FROM res_partner')}",
+        f"shop versions: {sides.shop_sql('SELECT row_key, versions FROM replicator_row_version')}",
+        f"erp versions: {sides.erp_sql('SELECT row_key, versions FROM replicator_row_version')}",
+        f"shop dead letters: {sides.dead_letters('shop')}",
+        f"erp dead letters: {sides.dead_letters('erp')}",
+    ])
 
 
 @pytest.fixture
 def sides(devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase,
           tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topic_prefix: str) -> Iterator[Sides]:
-    with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as conn, \
-            conn.cursor() as cur:
-        for ddl in SHOP_DDL:
-            cur.execute(ddl)
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        for ddl in ERP_DDL:
-            conn.execute(ddl)
-    admin = mariadb_database.admin
-    monkeypatch.setenv("SHOP_DSN", f"mysql://{admin['user']}:{admin['password']}@{admin['host']}:{admin['port']}/"
-                                   f"{mariadb_database.name}")
-    monkeypatch.setenv("ERP_DSN", pg_database.dsn)
-    suffix = topic_prefix.split("_")[-1]
-    doc = mapping(mariadb_database.name)
-    doc["systems"]["shop"]["source_name"] = f"shop{suffix}"
-    doc["systems"]["erp"]["source_name"] = f"erp{suffix}"
-    (tmp_path / "mappings.yaml").write_text(yaml.safe_dump(doc))
-    config = {
-        "kafka": {"bootstrap_servers": devstack.kafka_bootstrap},
-        "mappings": "mappings.yaml",
-        "sources": [
-            {"name": f"shop{suffix}", "kind": "mariadb", "connection": {"dsn": {"env": "SHOP_DSN"}},
-             "tables": [f"{mariadb_database.name}.ps_customer"], "server_id": random.randint(10_000, 2**31),
-             "heartbeat_interval_s": 1},
-            {"name": f"erp{suffix}", "kind": "postgresql", "connection": {"dsn": {"env": "ERP_DSN"}},
-             "tables": ["public.res_partner"], "heartbeat_interval_s": 1},
-        ],
-        "targets": [
-            {"name": f"erp{suffix}-writer", "kind": "postgresql", "system": "erp", "apply_from": ["shop"],
-             "connection": {"dsn": {"env": "ERP_DSN"}}},
-            {"name": f"shop{suffix}-writer", "kind": "mariadb", "system": "shop", "apply_from": ["erp"],
-             "connection": {"dsn": {"env": "SHOP_DSN"}}},
-        ],
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    yield Sides(mariadb_database, pg_database, tmp_path / "config.yaml")
-    with psycopg.connect(pg_database.admin_dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = %s",
-                     (f"replicator_erp{suffix}_writer",))
+    made = make_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch, topic_prefix.split("_")[-1],
+                      shop_ddl=SHOP_DDL, erp_ddl=ERP_DDL, rules=RULES, shop_tables=["ps_customer"],
+                      erp_tables=["res_partner"])
+    yield made
+    drop_origins(made)
 
 
 def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without_echo(sides: Sides) -> None:
@@ -168,7 +108,7 @@ def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without
                                           (customer_id,))[0] == ("ada@erp.example", "200")
                    and sides.erp_sql("SELECT email, phone FROM res_partner WHERE id = %s",
                                      (partner_id,))[0] == ("ada@erp.example", "200"),
-                   "both edits on both sides", supervisor=supervisor, describe=sides.describe)
+                   "both edits on both sides", supervisor=supervisor, describe=lambda: _describe(sides))
 
         # Both change the email: the later commit wins on both sides.
         sides.shop_sql("UPDATE ps_customer SET email = 'first@shop.example' WHERE id_customer = %s", (customer_id,))
@@ -178,7 +118,7 @@ def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without
                                           (customer_id,))[0] == ("later@erp.example",)
                    and sides.erp_sql("SELECT email FROM res_partner WHERE id = %s",
                                      (partner_id,))[0] == ("later@erp.example",),
-                   "the later email on both sides", supervisor=supervisor, describe=sides.describe)
+                   "the later email on both sides", supervisor=supervisor, describe=lambda: _describe(sides))
         time.sleep(3)  # let any echo arrive
         assert sides.erp_sql("SELECT count(*) FROM res_partner")[0][0] == 1
         assert sides.shop_sql("SELECT email FROM ps_customer WHERE id_customer = %s",
@@ -197,7 +137,7 @@ def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_s
                        (f"C{n}", f"c{n}@shop.example"))
     with running_pipeline(sides.config) as supervisor:
         wait_until(lambda: sides.erp_sql("SELECT count(*) FROM res_partner")[0][0] == customers,
-                   "every customer in the ERP", supervisor=supervisor, describe=sides.describe)
+                   "every customer in the ERP", supervisor=supervisor, describe=lambda: _describe(sides))
         ids = [r[0] for r in sides.shop_sql("SELECT id_customer FROM ps_customer ORDER BY id_customer")]
         partners = dict(sides.erp_sql("SELECT x_shop_id, id FROM res_partner"))
         shop_apply = next(w for w in supervisor.workers if w.name.startswith("apply:shop"))
@@ -218,7 +158,7 @@ def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_s
                    and {r[0] for r in sides.shop_sql("SELECT email FROM ps_customer WHERE id_customer IN (%s, %s)",
                                                      tuple(ids[:2]))} == {"r30@erp.example"},
                    "the last phones in the ERP and the ERP emails in the shop", supervisor=supervisor,
-                   describe=sides.describe)
+                   describe=lambda: _describe(sides))
         time.sleep(3)  # any echo would arrive now
         applied_in_shop = shop_apply.current.stats.units - before_units  # type: ignore[union-attr]
         skipped_by_erp_capture = erp_capture.current.stats.skipped_own_transactions  # type: ignore[union-attr]
