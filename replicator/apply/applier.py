@@ -229,10 +229,13 @@ class Applier:
         store = RowStore(self.dialect)
         self._created_identities.clear()
         outcomes: list[UnitOutcome] = []
+        # Optimistic pass: map every unit first, then look up and read all their target rows in bulk (a
+        # few queries per batch instead of per source transaction); the units then run from memory.
+        prepared: list[tuple[UnitOutcome, list[TargetOp]]] = []
         for index, (unit, source) in enumerate(zip(units, sources, strict=True)):
             outcome = UnitOutcome(unit)
             outcomes.append(outcome)
-            keys = unit_keys(unit)
+            keys = unit_keys(unit) if self.held_keys or isolate else []
             if unit.error is not None:
                 # Every dead-letter error starts with its class, as the DLQ topic's error_class reports it.
                 outcome.dead_letter = f"UnreadableMessage: {unit.error}"
@@ -246,7 +249,7 @@ class Applier:
                     self.held_keys.setdefault(key, letter)
                 continue
             if not isolate:
-                self._apply_unit(unit, store, outcome)
+                prepared.append((outcome, self._ops_of(unit)))
                 continue
             savepoint = f"u{index}"
             self.dialect.savepoint(savepoint)
@@ -267,6 +270,12 @@ class Applier:
                 letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)
                 for key in keys:
                     self.held_keys.setdefault(key, letter)
+        if prepared:
+            every_op = [op for _, ops in prepared for op in ops]
+            self._resolve_lookups(every_op, strict=False)
+            self._load_rows(every_op, store)
+            for outcome, ops in prepared:
+                self._run_ops(ops, store, outcome)
         store.flush()
         return outcomes
 
@@ -285,19 +294,26 @@ class Applier:
 
     # -- one unit ---------------------------------------------------------------------------------------
 
-    def _apply_unit(self, unit: Unit, store: RowStore, outcome: UnitOutcome) -> None:
+    def _ops_of(self, unit: Unit) -> list[TargetOp]:
         ops: list[TargetOp] = []
         for event in unit.events:
             try:
                 ops.extend(self.ops_for(event.value))
             except SkippableRecordError as exc:
                 raise SkippableRecordError(f"{event.topic}[{event.partition}]@{event.offset}: {exc}") from exc
+        return ops
+
+    def _apply_unit(self, unit: Unit, store: RowStore, outcome: UnitOutcome) -> None:
+        ops = self._ops_of(unit)
         if not ops:
             return
-        # Bulk look-ups first; what they miss may be created by an earlier op of this same unit (an order's
-        # lines look up the order inserted just before them), so each op looks again right before it runs.
         self._resolve_lookups(ops, strict=False)
         self._load_rows(ops, store)
+        self._run_ops(ops, store, outcome)
+
+    def _run_ops(self, ops: list[TargetOp], store: RowStore, outcome: UnitOutcome) -> None:
+        # Bulk look-ups ran first; what they missed may be created by an earlier op (an order's lines look
+        # up the order inserted just before them), so an op with a look-up left looks again right before.
         for op in ops:
             if _has_lookups(op):
                 self._resolve_lookups([op], strict=True)
