@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from replicator.apply.dialect.base import TargetDialect
+from replicator.apply.dialect.base import TargetDialect, json_value
 from replicator.config import ResolvedConnection
 from replicator.errors import ConfigError, RetriableError
 
@@ -88,6 +88,17 @@ class PostgresDialect(TargetDialect):
 
     # track_commit_timestamp=on (required, as for capture) dates the transaction that last wrote a row.
     row_written_ms_sql = "(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint"
+
+    def row_versions(self, table: str, row_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        # One array parameter instead of an IN list: one plan, and the primary key index, whatever the count.
+        keys = list(dict.fromkeys(row_keys))
+        if not keys:
+            return {}
+        rows = self.execute(
+            "SELECT row_key, versions FROM replicator_row_version WHERE target_table = %s AND row_key = ANY(%s)",
+            (table, keys),
+        )
+        return {row_key: json_value(versions) for row_key, versions in rows}
 
     def primary_key_columns(self, table: str) -> tuple[str, ...]:
         schema, _, name = table.rpartition(".")
