@@ -5,7 +5,8 @@ established, `snapshot: never`), then three runs read the same backlog, each in 
 
 1. the bare ceiling: PostgreSQL, a psycopg2 pgoutput read of a second slot (read_message loop looking
    at each payload, send_feedback at the end); MariaDB, a mysql-replication BinLogStreamReader
-   (blocking=True, own stop condition) from the same GTID start, decoding every `.rows`;
+   (blocking=True, freeze_schema=True as capture reads, own stop condition) from the same GTID start,
+   decoding every `.rows`;
 2. the real `CaptureRunner` (built by `build_capture` from a YAML config), timed from the moment the
    source is open (slot found / GTID loaded) until the runner's stats show every event published and
    the last transaction's position acknowledged, which happens only once Kafka confirmed every message;
@@ -241,7 +242,8 @@ def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def mariadb_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Bare mysql-replication read from a GTID state, `.rows` decoded for every rows event of the table,
     stopped after the Xid of the final transaction (blocking=True: see the shared notes on
-    blocking=False). Counts the transactions that carried rows of the table."""
+    blocking=False). Counts the transactions that carried rows of the table. With the reader options
+    capture uses that change the reader's work (freeze_schema: each table map parsed once)."""
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.event import MariadbGtidEvent, XidEvent
     from pymysqlreplication.row_event import WriteRowsEvent
@@ -270,6 +272,7 @@ def mariadb_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
         only_schemas=[spec["database"]],
         only_tables=[TABLE],
         enable_logging=False,
+        freeze_schema=True,  # as capture reads (replicator/capture/mariadb/source.py)
     )
     try:
         for event in stream:
@@ -668,7 +671,9 @@ def run_case(
         }
         config_path = workdir / f"{name}.yaml"
         config_path.write_text(
-            yaml.safe_dump({"kafka": {"bootstrap_servers": settings.kafka_bootstrap}, "sources": [source]})
+            yaml.safe_dump(
+                {"kafka": {"bootstrap_servers": settings.kafka_bootstrap, **ctx["kafka"]}, "sources": [source]}
+            )
         )
         establish_capture(config_path, name)
         case.after_establish(load_config(config_path).source(name))
@@ -760,9 +765,11 @@ def _figures(run: dict[str, Any], rows: int) -> dict[str, Any]:
 # --- reporting ----------------------------------------------------------------------------------------
 
 
-def previous_results(rows: int, exclude: Path) -> tuple[list[Path], dict[tuple[str, str], Any]]:
-    """For each (source, workload), its result in the most recent earlier file of the same size; and
-    the files those came from."""
+def previous_results(
+    rows: int, exclude: Path, linger_ms: int | None = None
+) -> tuple[list[Path], dict[tuple[str, str], Any]]:
+    """For each (source, workload), its result in the most recent earlier file of the same size (and
+    the same --linger-ms); and the files those came from."""
     found: dict[tuple[str, str], Any] = {}
     used: list[Path] = []
     if not RESULTS_DIR.exists():
@@ -774,7 +781,7 @@ def previous_results(rows: int, exclude: Path) -> tuple[list[Path], dict[tuple[s
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if data.get("meta", {}).get("rows") != rows:
+        if data.get("meta", {}).get("rows") != rows or data.get("meta", {}).get("linger_ms") != linger_ms:
             continue
         for result in data.get("results", []):
             key = (result["source"], result["workload"])
@@ -934,6 +941,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of: %(default)s")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per run (default 900)")
     parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=None,
+        help="the capture config's kafka.linger_ms (default: the config's own default)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run capture under cProfile (slower), print where the time goes; results are not saved",
@@ -971,12 +984,17 @@ def main(argv: list[str]) -> int:
         "versions": versions(),
         "loadavg_start": os.getloadavg(),
         "heartbeat_interval_s": HEARTBEAT_S,
+        "linger_ms": args.linger_ms,
     }
     profiles: list[tuple[Path, int]] = []
     with tempfile.TemporaryDirectory(prefix="capture-bench-") as tmp, bench_stack(Path(tmp)) as stack:
         settings, server_pids, stack_text = stack
         meta["stack"] = stack_text
-        ctx = {"settings": settings, "server_pids": server_pids, "workdir": Path(tmp), "timeout_s": args.timeout}
+        kafka = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
+        ctx = {
+            "settings": settings, "server_pids": server_pids, "workdir": Path(tmp), "timeout_s": args.timeout,
+            "kafka": kafka,
+        }
         for kind in args.sources:
             for workload in args.workloads:
                 profile_path = None
@@ -996,7 +1014,7 @@ def main(argv: list[str]) -> int:
     print()
     print(f"capture benchmark {stamp}: {args.rows:,} rows per workload, {meta['cpus']} CPUs, "
           f"load {meta['loadavg_start'][0]:.2f} -> {meta['loadavg_end'][0]:.2f}, stack {meta['stack']}, "
-          f"{meta['total_s']:.0f}s in all")
+          f"{meta['total_s']:.0f}s in all" + ("" if args.linger_ms is None else f", linger.ms {args.linger_ms}"))
     if args.profile:
         print("(profiled run: capture figures include cProfile's overhead and are not saved)")
         print(report(results, {}))
@@ -1006,7 +1024,7 @@ def main(argv: list[str]) -> int:
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         out_path = RESULTS_DIR / f"capture-{stamp}.json"
-        prev_paths, previous = previous_results(args.rows, exclude=out_path)
+        prev_paths, previous = previous_results(args.rows, exclude=out_path, linger_ms=args.linger_ms)
         compared = ", ".join(str(p.relative_to(REPO_DIR)) for p in prev_paths)
         print(f"compared with: {compared or 'nothing (no earlier run of this size)'}")
         print(report(results, previous))

@@ -4,55 +4,58 @@ Transactions are registered in source order as capture publishes them; Kafka con
 in any order across partitions. A transaction's position becomes acknowledgeable only when it and
 every transaction before it are sealed (all messages produced) and fully confirmed, so a crash can
 only ever re-send the unacknowledged tail, never skip. Pure bookkeeping, no I/O.
+
+Built for the capture's hot loop (one entry per source transaction, one delivery report per Kafka
+message): an entry is its own delivery callback (`InFlight.delivered`, a bound method handed to the
+producer as is), counts are plain attributes the runner increments, and nothing is looked up by key.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
 
 
-@dataclass(slots=True)
-class _InFlight(Generic[P]):
-    seq: int
-    position: P
-    pending: int = 0
-    sealed: bool = False
+class InFlight(Generic[P]):
+    """One transaction: `sent` messages handed to the producer, `confirmed` of them delivered."""
+
+    __slots__ = ("_tracker", "confirmed", "position", "sealed", "sent")
+
+    def __init__(self, tracker: AckTracker[P], position: P) -> None:
+        self._tracker = tracker
+        self.position = position
+        self.sent = 0
+        self.confirmed = 0
+        self.sealed = False
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        """The producer's delivery report for one message of this transaction. A failure (librdkafka
+        already retried) is kept for the runner to raise: the transaction then never completes, so
+        neither its position nor any later one is acknowledged."""
+        if err is None:
+            self.confirmed += 1
+        elif self._tracker.failure is None:
+            self._tracker.failure = f"Kafka refused a message for {msg.topic()}: {err}"
 
 
 class AckTracker(Generic[P]):
     def __init__(self) -> None:
-        self._queue: deque[_InFlight[P]] = deque()
-        self._by_seq: dict[int, _InFlight[P]] = {}
-        self._next_seq = 0
+        self._queue: deque[InFlight[P]] = deque()
+        self.failure: str | None = None
 
-    def open(self, position: P) -> int:
-        """Register the next transaction (in source order); returns its sequence number."""
-        seq = self._next_seq
-        self._next_seq += 1
-        entry = _InFlight(seq, position)
+    def open(self, position: P) -> InFlight[P]:
+        """Register the next transaction (in source order). Count its messages in `sent` as they are
+        produced, with `delivered` as their delivery callback."""
+        entry = InFlight(self, position)
         self._queue.append(entry)
-        self._by_seq[seq] = entry
-        return seq
+        return entry
 
-    def sent(self, seq: int, count: int = 1) -> None:
-        """`count` more messages of transaction `seq` were handed to the producer."""
-        self._by_seq[seq].pending += count
-
-    def confirmed(self, seq: int) -> None:
-        """Kafka confirmed one message of transaction `seq`."""
-        entry = self._by_seq[seq]
-        if entry.pending <= 0:
-            raise RuntimeError(f"transaction #{seq}: more confirmations than messages sent")
-        entry.pending -= 1
-
-    def seal(self, seq: int, position: P | None = None) -> None:
-        """No more messages will be sent for `seq`; `position` replaces the one given at open (e.g. the
-        commit's end position, known only at commit)."""
-        entry = self._by_seq[seq]
+    @staticmethod
+    def seal(entry: InFlight[P], position: P | None = None) -> None:
+        """No more messages will be sent for `entry`; `position` replaces the one given at open (e.g.
+        the commit's end position, known only at commit)."""
         entry.sealed = True
         if position is not None:
             entry.position = position
@@ -60,9 +63,14 @@ class AckTracker(Generic[P]):
     def take_acknowledgeable(self) -> P | None:
         """The position of the last transaction of the fully confirmed prefix, if it grew; else None."""
         last: P | None = None
-        while self._queue and self._queue[0].sealed and self._queue[0].pending == 0:
-            entry = self._queue.popleft()
-            del self._by_seq[entry.seq]
+        queue = self._queue
+        while queue:
+            entry = queue[0]
+            if not entry.sealed or entry.confirmed < entry.sent:
+                break
+            if entry.confirmed > entry.sent:
+                raise RuntimeError(f"transaction at {entry.position!r}: more confirmations than messages sent")
+            queue.popleft()
             last = entry.position
         return last
 
@@ -72,4 +80,4 @@ class AckTracker(Generic[P]):
 
     @property
     def pending_messages(self) -> int:
-        return sum(entry.pending for entry in self._queue)
+        return sum(entry.sent - entry.confirmed for entry in self._queue)

@@ -25,6 +25,7 @@ Where the event model carries less than Debezium has, this is what is emitted:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -36,6 +37,7 @@ from replicator.events import (
     Connector,
     MariaDbPosition,
     Op,
+    Position,
     PostgresPosition,
     Row,
     RowChange,
@@ -317,3 +319,437 @@ def loads(data: bytes | None) -> Json | None:
         return None
     result: Json = orjson.loads(data)
     return result
+
+
+# --- straight to bytes, for the capture's hot loop ---------------------------------------------------
+#
+# `dumps(change_value(...))` costs about 5 µs per event, most of it building the 17-field `source` dict
+# and the envelope around it for every event although only a few fields change from one event to the
+# next. `EnvelopeEncoder` renders each message shape once (per table and op) into a `%` template and
+# fills in per event only what varies. The templates are rendered *from* the functions above: their
+# dicts are serialised by orjson with the variable fields replaced by markers, so field order, names
+# and constants come from the same code the golden tests check; and every new encoder compares its
+# output with theirs on probe transactions (`_self_check`), so the two cannot drift apart unnoticed.
+#
+# Templates have two stages. Stage 1 (per table, op and snapshot flag, cached for the source's life)
+# leaves `%b` for the per-transaction fields and `%%b`/`%%d` for the per-event ones; stage 2 (per
+# table and op within one transaction) fills the transaction's fields, leaving a template that one
+# `%` per event completes. Literal '%' in constants is written '%%%%' in stage 1 and in transaction
+# fields '%%' in stage 2, so each ends as one '%'. Most transactions are small, though, and making a
+# stage-2 template for one event costs more than it saves: the first event of a shape in a
+# transaction is rendered in one `%` from a one-stage copy of the stage-1 template instead, and the
+# stage-2 template is made only for a second one.
+
+# The per-event fields in the order each connector's envelope has them, and which go in as %d (the
+# rest are JSON fragments, %b). Checked against the rendered templates.
+_PG_EVENT_FIELDS: Final = ("before", "after", "seq_lsn", "xid", "lsn", "total_order", "collection_order")
+_MARIADB_EVENT_FIELDS: Final = (
+    "before", "after", "server_id", "gtid", "file", "pos", "row", "total_order", "collection_order",
+)
+_INT_FIELDS: Final = frozenset({"lsn", "seq_lsn", "total_order", "collection_order", "server_id", "pos", "row"})
+# The per-transaction fields (all %b, timestamps included: %d of a 19-digit number costs 0.1 µs, so
+# they are rendered once per transaction), in the order of the envelope; a snapshot's lacks `tx_id`
+# (its `transaction` block is null). Checked against the rendered templates.
+_PG_TX_FIELDS: Final = (
+    "commit_ms", "seq_first", "commit_us", "commit_ns", "origin", "now_ms", "now_us", "now_ns", "tx_id",
+)
+_MARIADB_TX_FIELDS: Final = ("commit_ms", "commit_us", "commit_ns", "origin", "now_ms", "now_us", "now_ns", "tx_id")
+# A create/update/delete envelope outside a snapshot with its per-transaction and per-event fields in
+# one list, in the order they appear: a transaction's first event of a shape is rendered in one `%`
+# with these (see `EnvelopeEncoder._value`), which beats making a stage-2 template for one event.
+_PG_ONE_STAGE_FIELDS: Final = (
+    "before", "after", "commit_ms", "seq_first", "seq_lsn", "commit_us", "commit_ns", "xid", "lsn", "origin",
+    "now_ms", "now_us", "now_ns", "tx_id", "total_order", "collection_order",
+)
+_MARIADB_ONE_STAGE_FIELDS: Final = (
+    "before", "after", "commit_ms", "commit_us", "commit_ns", "server_id", "gtid", "file", "pos", "row", "origin",
+    "now_ms", "now_us", "now_ns", "tx_id", "total_order", "collection_order",
+)
+_NULL: Final = b"null"
+
+
+def _marker(name: str) -> Any:
+    # orjson writes a Fragment verbatim, and never writes a raw NUL itself (it escapes control
+    # characters), so NUL-delimited names cannot collide with anything it rendered.
+    return orjson.Fragment(b"\x00" + name.encode() + b"\x00")
+
+
+_MARKER: Final = re.compile(rb"\x00(\w+)\x00")
+
+
+def _template(value: Json, event_fields: tuple[str, ...] = (), *, stages: int = 1) -> tuple[bytes, list[str]]:
+    """`value` (holding `_marker`s) serialised as a `%` template; returns it and the marker names in
+    the order their placeholders appear. With `stages=2`, the fields named in `event_fields` stay
+    escaped for a second `%` (see above)."""
+    rendered = orjson.dumps(value).replace(b"%", b"%" * (2**stages))
+
+    def placeholder(match: re.Match[bytes]) -> bytes:
+        name = match.group(1).decode()
+        return (b"%%" if name in event_fields else b"%") + (b"d" if name in _INT_FIELDS else b"b")
+
+    return _MARKER.sub(placeholder, rendered), [m.decode() for m in _MARKER.findall(rendered)]
+
+
+def _escaped(fragment: bytes) -> bytes:
+    return fragment.replace(b"%", b"%%")
+
+
+class _Clock:
+    """A millisecond time as JSON, and in microseconds and nanoseconds (Debezium's ts_us/ts_ns),
+    remembered for the next transaction: consecutive small transactions mostly share the millisecond."""
+
+    __slots__ = ("ms", "rendered")
+
+    def __init__(self) -> None:
+        self.ms: int | None = None
+        self.rendered = (b"", b"", b"")
+
+    def render(self, ms: int) -> tuple[bytes, bytes, bytes]:
+        if ms != self.ms:
+            text = b"%d" % ms
+            self.ms = ms
+            # ms * 1000 written out is the digits of ms followed by 000, except for 0.
+            self.rendered = (text, text + b"000", text + b"000000") if ms else (text, text, text)
+        return self.rendered
+
+
+# A stage-1 template, how many of the connector's transaction fields it takes (all, or all but `tx_id`
+# for a snapshot's) and, for creates, updates and deletes outside a snapshot, the same as a one-stage
+# template (fields as in _PG_ONE_STAGE_FIELDS / _MARIADB_ONE_STAGE_FIELDS).
+_Stage1 = tuple[bytes, int, bytes | None]
+
+
+class EnvelopeEncoder:
+    """Debezium messages of one source as JSON bytes: the same bytes as `dumps` of `change_value`,
+    `transaction_begin`/`transaction_end` and `transaction_key`, at a fraction of the cost.
+
+    Stateful per transaction: `start` a transaction, then `value` for each of its changes (in order,
+    with the numbers `EventOrder` gives) and `key`/`begin`/`end` for its markers.
+    """
+
+    __slots__ = (
+        "_begin",
+        "_collections",
+        "_commit_clock",
+        "_end",
+        "_event_fields",
+        "_info",
+        "_key",
+        "_last1",
+        "_last_gtid",
+        "_now_clock",
+        "_postgres",
+        "_shape_op",
+        "_shape_table",
+        "_shape_template",
+        "_shape_usual",
+        "_shapes",
+        "_stage1",
+        "_tx",
+        "_tx_args",
+        "_tx_fields",
+        "_tx_id",
+        "_tx_last_commit_lsn",
+        "_tx_ms",
+        "_tx_raw",
+        "_xid",
+        "_xid_json",
+    )
+
+    def __init__(self, info: SourceInfo, *, check: bool = True) -> None:
+        self._info = info
+        self._postgres = info.connector is Connector.POSTGRESQL
+        self._event_fields = _PG_EVENT_FIELDS if self._postgres else _MARIADB_EVENT_FIELDS
+        self._tx_fields = _PG_TX_FIELDS if self._postgres else _MARIADB_TX_FIELDS
+        self._stage1: dict[tuple[TableId, Op, bool], _Stage1] = {}
+        # The stage-1 template used last and the stage-2 ones of the current transaction, found by
+        # identity of the table and op (hashing TableId and Op runs Python code): few shapes per
+        # transaction, and consecutive transactions mostly have the same one.
+        self._last1: tuple[TableId | None, Op | None, bool | None, _Stage1] = (None, None, None, (b"", 0, None))
+        # This transaction's shapes: [table, op, stage-2 template or None while it had one event].
+        self._shapes: list[list[Any]] = []
+        # The shape of the last event, when it has a stage-2 template; `_shape_usual` when that is a
+        # create/update/delete outside a snapshot (the fast path of `value`).
+        self._shape_table: TableId | None = None
+        self._shape_op: Op | None = None
+        self._shape_template = b""
+        self._shape_usual = False
+        # The rendered `data_collections` entry per table, with a "%d" for the count.
+        self._collections: dict[TableId, bytes] = {}
+        self._commit_clock = _Clock()
+        self._now_clock = _Clock()
+        self._tx = SourceTransaction(id="", commit_ts_ms=0, position=self._probe_position(0))
+        self._tx_id = b'""'
+        self._tx_ms = 0
+        self._tx_last_commit_lsn: int | None = None
+        self._tx_args: tuple[bytes, ...] | None = None
+        self._tx_raw: tuple[bytes, ...] = ()
+        # Per-event values that rarely change, rendered once.
+        self._xid: int | None = None
+        self._xid_json = _NULL
+        self._last_gtid: tuple[str, bytes, str, bytes] = ("", b'""', "", b'""')
+        probe = self._tx
+        key = transaction_key(probe)
+        key["id"] = _marker("tx_id")
+        self._key = self._checked(_template(key), ["tx_id"])
+        _, begin = transaction_begin(probe, info)
+        begin.update(id=_marker("tx_id"), ts_ms=_marker("commit_ms"))
+        self._begin = self._checked(_template(begin), ["tx_id", "commit_ms"])
+        _, end = transaction_end(probe, info, ())
+        end.update(id=_marker("tx_id"), event_count=_marker("total_order"), data_collections=_marker("collections"),
+                   ts_ms=_marker("commit_ms"))
+        self._end = self._checked(_template(end), ["tx_id", "total_order", "collections", "commit_ms"])
+        if check:
+            self._self_check()
+
+    @staticmethod
+    def _checked(template: tuple[bytes, list[str]], fields: list[str]) -> bytes:
+        """The template, provided its placeholders are `fields` in that order (the order its `%` is
+        given the values in); else the envelope functions changed shape and this class must follow."""
+        if template[1] != fields:
+            raise RuntimeError(f"envelope template has fields {template[1]}, expected {fields}")
+        return template[0]
+
+    def _probe_position(self, n: int) -> Position:
+        if self._postgres:
+            return PostgresPosition(lsn=n, commit_lsn=n, tx_id=n)
+        return MariaDbPosition(gtid=str(n), file=str(n), pos=n, server_id=n, row=n)
+
+    # -- per transaction ---------------------------------------------------------------------------
+
+    def start(self, tx: SourceTransaction, *, ts_ms: int, last_commit_lsn: int | None = None) -> None:
+        """Begin the messages of `tx`; arguments as for `change_value`."""
+        self._tx = tx
+        self._tx_id = orjson.dumps(tx.id)
+        self._tx_ms = ts_ms
+        self._tx_last_commit_lsn = last_commit_lsn
+        self._tx_raw = ()  # rendered with the first change
+        self._tx_args = None  # only if the transaction needs a stage-2 template
+        self._shapes.clear()
+        self._shape_table = None
+
+    def key(self) -> bytes:
+        """The key of the transaction's BEGIN and END markers."""
+        return self._key % (self._tx_id,)
+
+    def begin(self) -> bytes:
+        return self._begin % (self._tx_id, self._commit_clock.render(self._tx.commit_ts_ms)[0])
+
+    def end(self, event_counts: Iterable[tuple[TableId, int]]) -> bytes:
+        """The END marker, with each table's event count in the order given (first seen)."""
+        entries = []
+        total = 0
+        for table, count in event_counts:
+            entry = self._collections.get(table)  # TableId hashes in Python, but once per transaction
+            if entry is None:
+                rendered = _template({"data_collection": str(table), "event_count": _marker("total_order")})
+                entry = self._collections[table] = self._checked(rendered, ["total_order"])
+            entries.append(entry % count)
+            total += count
+        collections = b"[" + b",".join(entries) + b"]"
+        return self._end % (self._tx_id, total, collections, self._commit_clock.render(self._tx.commit_ts_ms)[0])
+
+    def _render_tx_raw(self) -> tuple[bytes, ...]:
+        """The transaction's fields, in `_tx_fields` order."""
+        tx = self._tx
+        commit_ms, commit_us, commit_ns = self._commit_clock.render(tx.commit_ts_ms)
+        now_ms, now_us, now_ns = self._now_clock.render(self._tx_ms)
+        origin = _NULL if tx.origin is None else orjson.dumps(tx.origin)
+        raw: tuple[bytes, ...]
+        if self._postgres:
+            lsn = self._tx_last_commit_lsn
+            # The first element of `source.sequence`, as it reads inside that JSON string.
+            seq_first = _NULL if lsn is None else b'\\"%d\\"' % lsn
+            raw = (commit_ms, seq_first, commit_us, commit_ns, origin, now_ms, now_us, now_ns, self._tx_id)
+        else:
+            raw = (commit_ms, commit_us, commit_ns, origin, now_ms, now_us, now_ns, self._tx_id)
+        self._tx_raw = raw
+        return raw
+
+    def _render_tx_args(self) -> tuple[bytes, ...]:
+        """The transaction's fields for a stage-2 template: escaped for the `%` per event (only the
+        origin and the transaction id, JSON strings, can hold a '%')."""
+        raw = self._tx_raw or self._render_tx_raw()
+        args = tuple(_escaped(a) if f in ("origin", "tx_id") else a for f, a in zip(self._tx_fields, raw, strict=True))
+        self._tx_args = args
+        return args
+
+    def _stage1_template(self, table: TableId, op: Op, snapshot: bool) -> _Stage1:
+        last_table, last_op, last_snapshot, found = self._last1
+        if last_table is table and last_op is op and last_snapshot is snapshot:
+            return found
+        found = self._stage1.get((table, op, snapshot)) or self._render_stage1(table, op, snapshot)
+        self._last1 = (table, op, snapshot, found)
+        return found
+
+    def _render_stage1(self, table: TableId, op: Op, snapshot: bool) -> _Stage1:
+        truncate = op is Op.TRUNCATE
+        probe_tx = SourceTransaction(id="", commit_ts_ms=0, position=self._probe_position(0), snapshot=snapshot)
+        probe = RowChange(table, op, {}, None if truncate else {}, None if truncate else {}, self._probe_position(1))
+        value = change_value(probe, probe_tx, self._info, data_collection_order=1, total_order=1, ts_ms=0,
+                             last_commit_lsn=0)
+        # The variable fields, by name, as change_value/source_block fill them. `before` and `after`
+        # are taken as they are for every op but truncate (for which change_value writes nulls).
+        if not truncate:
+            value.update(before=_marker("before"), after=_marker("after"))
+        value.update(ts_ms=_marker("now_ms"), ts_us=_marker("now_us"), ts_ns=_marker("now_ns"))
+        if value["transaction"] is not None:
+            value["transaction"] = {
+                **value["transaction"],
+                "id": _marker("tx_id"),
+                "total_order": _marker("total_order"),
+                "data_collection_order": _marker("collection_order"),
+            }
+        source = value["source"]
+        source.update(ts_ms=_marker("commit_ms"), ts_us=_marker("commit_us"), ts_ns=_marker("commit_ns"),
+                      origin=_marker("origin"))
+        if self._postgres:
+            source.update(sequence=orjson.Fragment(b'"[\x00seq_first\x00,\\"\x00seq_lsn\x00\\"]"'),
+                          txId=_marker("xid"), lsn=_marker("lsn"))
+        else:
+            source.update(server_id=_marker("server_id"), gtid=_marker("gtid"), file=_marker("file"),
+                          pos=_marker("pos"), row=_marker("row"))
+        template, names = _template(value, self._event_fields, stages=2)
+        # `value` and `_render_tx_args` give the fields in these orders.
+        event_fields = [n for n in self._event_fields if n in names]
+        tx_fields = [n for n in self._tx_fields if n in names]
+        self._checked((template, [n for n in names if n in self._event_fields]), event_fields)
+        self._checked((template, [n for n in names if n not in self._event_fields]), tx_fields)
+        if tx_fields != list(self._tx_fields[: len(tx_fields)]):
+            raise RuntimeError(f"envelope template has transaction fields {tx_fields}")
+        one_stage = None
+        if not snapshot and not truncate:
+            fields = _PG_ONE_STAGE_FIELDS if self._postgres else _MARIADB_ONE_STAGE_FIELDS
+            one_stage = self._checked(_template(value), list(fields))
+        found = self._stage1[(table, op, snapshot)] = (template, len(tx_fields), one_stage)
+        return found
+
+    # -- per event ---------------------------------------------------------------------------------
+
+    def value(self, change: RowChange, total_order: int, collection_order: int) -> bytes:
+        """The message value of `change`, the `total_order`-th event of the transaction and the
+        `collection_order`-th of its table."""
+        if change.table is self._shape_table and change.op is self._shape_op and self._shape_usual:
+            # The next create/update/delete like the one before in this transaction (not a snapshot's).
+            position: Any = change.position
+            if self._postgres:
+                xid = position.tx_id
+                if xid != self._xid:
+                    self._set_xid(xid)
+                lsn = position.lsn
+                return self._shape_template % (orjson.dumps(change.before), orjson.dumps(change.after), lsn,
+                                               self._xid_json, lsn, total_order, collection_order)
+            gtid, file = self._gtid_and_file(position)
+            return self._shape_template % (orjson.dumps(change.before), orjson.dumps(change.after),
+                                           position.server_id, gtid, file, position.pos, position.row, total_order,
+                                           collection_order)
+        return self._value(change, total_order, collection_order)
+
+    def _set_xid(self, xid: int | None) -> None:
+        self._xid = xid
+        self._xid_json = _NULL if xid is None else b"%d" % xid
+
+    def _value(self, change: RowChange, total_order: int, collection_order: int) -> bytes:
+        """`value` for the first event of its table and op in the transaction (rendered in one go, if a
+        create/update/delete outside a snapshot), for the second (which makes the stage-2 template),
+        and for the shapes without a fast path (snapshot reads, truncates)."""
+        table, op, snapshot = change.table, change.op, self._tx.snapshot
+        stage1, n_tx_fields, one_stage = self._stage1_template(table, op, snapshot)
+        position: Any = change.position
+        for shape in self._shapes:
+            if shape[0] is table and shape[1] is op:
+                break
+        else:
+            shape = [table, op, None]
+            self._shapes.append(shape)
+            if one_stage is not None:
+                return self._one_stage(one_stage, change, total_order, collection_order)
+        template: bytes | None = shape[2]
+        if template is None:
+            template = shape[2] = stage1 % (self._tx_args or self._render_tx_args())[:n_tx_fields]
+        self._shape_table, self._shape_op, self._shape_template = table, op, template
+        self._shape_usual = one_stage is not None
+        if self._postgres:
+            xid = position.tx_id
+            if xid != self._xid:
+                self._set_xid(xid)
+            lsn = position.lsn
+            source: tuple[Any, ...] = (lsn, self._xid_json, lsn)
+        else:
+            source = (position.server_id, *self._gtid_and_file(position), position.pos, position.row)
+        orders = () if snapshot else (total_order, collection_order)
+        if op is Op.TRUNCATE:
+            return template % (*source, *orders)
+        # orjson renders None as null, as the dict path does.
+        return template % (orjson.dumps(change.before), orjson.dumps(change.after), *source, *orders)
+
+    def _one_stage(self, template: bytes, change: RowChange, total_order: int, collection_order: int) -> bytes:
+        position: Any = change.position
+        before, after = orjson.dumps(change.before), orjson.dumps(change.after)
+        if self._postgres:
+            xid = position.tx_id
+            if xid != self._xid:
+                self._set_xid(xid)
+            lsn = position.lsn
+            commit_ms, seq_first, commit_us, commit_ns, origin, now_ms, now_us, now_ns, tx_id = (
+                self._tx_raw or self._render_tx_raw()
+            )
+            return template % (before, after, commit_ms, seq_first, lsn, commit_us, commit_ns, self._xid_json, lsn,
+                               origin, now_ms, now_us, now_ns, tx_id, total_order, collection_order)
+        gtid, file = self._gtid_and_file(position)
+        commit_ms, commit_us, commit_ns, origin, now_ms, now_us, now_ns, tx_id = self._tx_raw or self._render_tx_raw()
+        return template % (before, after, commit_ms, commit_us, commit_ns, position.server_id, gtid, file,
+                           position.pos, position.row, origin, now_ms, now_us, now_ns, tx_id, total_order,
+                           collection_order)
+
+    def _gtid_and_file(self, position: Any) -> tuple[bytes, bytes]:
+        """A MariaDB position's GTID and file name as JSON (rendered again only when they change)."""
+        gtid, gtid_json, file, file_json = self._last_gtid
+        if position.gtid != gtid or position.file != file:
+            gtid, file = position.gtid, position.file
+            gtid_json, file_json = orjson.dumps(gtid), orjson.dumps(file)
+            self._last_gtid = (gtid, gtid_json, file, file_json)
+        return gtid_json, file_json
+
+    def _self_check(self) -> None:
+        """Compare with the dict-building functions on probe transactions covering every op and the
+        nullable fields both ways; raise if any byte differs (a template out of step with them)."""
+        info = self._info
+        tables = [TableId("s%1", "t\u00e9\"%d"), TableId("s", "t")]
+        row = {"id": 1, "v": "x%s\u00fc"}
+        for snapshot, origin, last_commit_lsn, xid, commit_ms in [
+            (False, None, None, None, 1_700_000_000_123), (False, "o%b\"\u00e9", 7, 42, 0), (True, None, 3, 9, -5),
+        ]:
+            tx = SourceTransaction(id=f"{xid}:%d\u00e9", commit_ts_ms=commit_ms, position=self._probe_position(5),
+                                   origin=origin, snapshot=snapshot)
+            self.start(tx, ts_ms=1_700_000_000_456, last_commit_lsn=last_commit_lsn)
+            order = EventOrder()
+            ops = [Op.READ] if snapshot else [Op.CREATE, Op.UPDATE, Op.DELETE, Op.TRUNCATE]
+            shapes = [(op, table) for op in ops for table in tables]
+            # Each shape's first event (one-stage), second (stage 2 made) and later ones (fast path),
+            # in a row and interleaved with other shapes.
+            events = [shape for shape in shapes for _ in range(3)] + shapes + shapes
+            for n, (op, table) in enumerate(events):
+                position: Position
+                if self._postgres:
+                    position = PostgresPosition(lsn=100 + n, commit_lsn=200, tx_id=xid)
+                else:
+                    # GTID and file change at different events (both are cached from one to the next).
+                    position = MariaDbPosition(gtid=f"0-1-{n // 4}", file=f"f{n // 3}", pos=300 + n, server_id=n,
+                                               row=n)
+                change = RowChange(table, op, {"id": 1}, None if op in (Op.CREATE, Op.READ, Op.TRUNCATE) else row,
+                                   None if op in (Op.DELETE, Op.TRUNCATE) else row, position)
+                total, per_table = order.next(table)
+                expected = dumps(change_value(change, tx, info, data_collection_order=per_table, total_order=total,
+                                              ts_ms=1_700_000_000_456, last_commit_lsn=last_commit_lsn))
+                if self.value(change, total, per_table) != expected:
+                    raise RuntimeError(f"EnvelopeEncoder renders {op.value} events unlike change_value: {expected!r}")
+            key, begin = transaction_begin(tx, info)
+            _, end = transaction_end(tx, info, order.per_table)
+            if (self.key(), self.begin(), self.end(order.per_table.items())) != (dumps(key), dumps(begin), dumps(end)):
+                raise RuntimeError("EnvelopeEncoder renders transaction markers unlike transaction_begin/_end")
+        self._stage1.clear()
+        self._last1 = (None, None, None, (b"", 0, None))
+        self._collections.clear()
+        self._shapes.clear()
+        self._shape_table = None

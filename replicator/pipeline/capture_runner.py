@@ -13,17 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from replicator.capture.base import CaptureSource, Heartbeat, SnapshotDone, TxBegin, TxCommit
-from replicator.capture.checkpoint import AckTracker
+from replicator.capture.checkpoint import AckTracker, InFlight
 from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSettings
-from replicator.envelope.debezium import (
-    EventOrder,
-    SourceInfo,
-    change_value,
-    dumps,
-    transaction_begin,
-    transaction_end,
-)
+from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
+from replicator.errors import FatalError
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
 from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
@@ -55,6 +51,24 @@ def capture_topics(source_name: str, tables: list[TableId], settings: TopicSetti
     return specs
 
 
+@dataclass(slots=True, eq=False)
+class _TableState:
+    """Per captured table: its topic and its event count in the transaction `tx` (END marker,
+    data_collection_order)."""
+
+    table: TableId
+    topic: str
+    tx: object = None
+    count: int = 0
+
+
+# How often the runner serves Kafka's delivery reports: every _POLL_EVENTS events inside a big
+# transaction; and at the first transaction boundary after _POLL_INTERVAL_S or after _POLL_EVENTS
+# events and transactions, where it also acknowledges what they completed.
+_POLL_EVENTS = 1000
+_POLL_INTERVAL_S = 0.05
+
+
 class CaptureRunner:
     def __init__(
         self,
@@ -73,14 +87,14 @@ class CaptureRunner:
         # Set once the source holds its position (slot created, GTID read): later changes will be captured.
         self.opened = threading.Event()
         self._tracker: AckTracker[Position | SnapshotDone] = AckTracker()
-        self._topics: dict[TableId, str] = {}
+        self._tables: dict[TableId, _TableState] = {}
         self._tx_topic = transaction_topic(source.name)
 
-    def _topic(self, table: TableId) -> str:
-        topic = self._topics.get(table)
-        if topic is None:
-            topic = self._topics[table] = table_topic(self.info.name, table.namespace, table.table)
-        return topic
+    def _table(self, table: TableId) -> _TableState:
+        state = self._tables.get(table)
+        if state is None:
+            state = self._tables[table] = _TableState(table, table_topic(self.info.name, table.namespace, table.table))
+        return state
 
     def run(self) -> CaptureStats:
         """Open the source, stream until it stops, then flush Kafka and acknowledge what it confirmed."""
@@ -96,106 +110,128 @@ class CaptureRunner:
         self.source.stop()
 
     def _run(self) -> CaptureStats:
+        # The hot loop: one iteration per stream item, so per-event work is kept to the envelope's
+        # variable parts (EnvelopeEncoder), one produce per message and counter increments; what it
+        # calls is bound to locals first.
         source = self.source
         producer = self.producer
+        produce = producer.produce
         tracker = self._tracker
-        info = self.info
+        open_tx = tracker.open
+        seal = tracker.seal
+        stats = self.stats
+        encoder = EnvelopeEncoder(self.info)
+        encode = encoder.value
+        dumps = orjson.dumps
+        wall_clock = time.time
+        clock = time.monotonic
+        tx_topic = self._tx_topic
+        tombstones = self.tombstones
+        publish_own_writes = self.publish_own_writes
+        truncate, delete = Op.TRUNCATE, Op.DELETE
         tx: SourceTransaction | None = None
         skip = False
-        seq = -1
-        order = EventOrder()
+        entry: InFlight[Position | SnapshotDone] | None = None
         callback: Any = None
-        now_ms = 0
+        total = 0  # events of the current transaction so far
+        in_tx: list[_TableState] = []  # the current transaction's tables, in first-seen order
+        table: TableId | None = None
+        state = _TableState(TableId("", ""), "")
+        tx_key = b""
         last_commit_lsn: int | None = None
-        last_poll = time.monotonic()
-        since_poll = 0
+        last_poll = clock()
+        since_poll = 0  # events, or transactions, since the last poll
         for item in source.stream():
             if isinstance(item, RowChange):
                 if skip:
                     continue
-                assert tx is not None
-                total_order, collection_order = order.next(item.table)
-                topic = self._topic(item.table)
-                value = change_value(
-                    item,
-                    tx,
-                    info,
-                    data_collection_order=collection_order,
-                    total_order=total_order,
-                    ts_ms=now_ms,
-                    last_commit_lsn=last_commit_lsn,
-                )
-                key = None if item.op is Op.TRUNCATE else dumps(item.key)
-                producer.produce(topic, key, dumps(value), callback)
-                sent = 1
-                if self.tombstones and item.op is Op.DELETE:
-                    producer.produce(topic, key, None, callback)
-                    sent = 2
-                tracker.sent(seq, sent)
-                self.stats.events += 1
+                assert entry is not None
+                if item.table is not table:
+                    table = item.table
+                    state = self._table(table)
+                if state.tx is not entry:
+                    state.tx = entry
+                    state.count = 0
+                    in_tx.append(state)
+                total += 1
+                state.count += 1
+                op = item.op
+                key = None if op is truncate else dumps(item.key)
+                produce(state.topic, key, encode(item, total, state.count), callback)
+                if tombstones and op is delete:
+                    produce(state.topic, key, None, callback)
+                    entry.sent += 2
+                else:
+                    entry.sent += 1
+                stats.events += 1
                 since_poll += 1
-                if since_poll >= 1000:
+                if since_poll >= _POLL_EVENTS:
                     since_poll = 0
-                    producer.poll(0)
+                    self._poll()
                 continue
             if isinstance(item, TxBegin):
                 tx = item.tx
-                skip = tx.origin is not None and not self.publish_own_writes
-                seq = tracker.open(tx.position)
-                callback = producer.delivery_callback(_confirm(tracker, seq))
-                order = EventOrder()
-                now_ms = int(time.time() * 1000)
+                skip = tx.origin is not None and not publish_own_writes
+                entry = open_tx(tx.position)
+                callback = entry.delivered
+                total = 0
+                in_tx.clear()
                 if skip:
-                    self.stats.skipped_own_transactions += 1
-                elif not tx.snapshot:
-                    tx_key, begin = transaction_begin(tx, info)
-                    producer.produce(self._tx_topic, dumps(tx_key), dumps(begin), callback)
-                    tracker.sent(seq)
+                    stats.skipped_own_transactions += 1
+                    continue
+                encoder.start(tx, ts_ms=int(wall_clock() * 1000), last_commit_lsn=last_commit_lsn)
+                if not tx.snapshot:
+                    tx_key = encoder.key()
+                    produce(tx_topic, tx_key, encoder.begin(), callback)
+                    entry.sent += 1
                 continue
             if isinstance(item, TxCommit):
-                assert tx is not None
+                assert tx is not None and entry is not None
                 if not skip and not tx.snapshot:
-                    tx_key, end = transaction_end(tx, info, order.per_table)
-                    producer.produce(self._tx_topic, dumps(tx_key), dumps(end), callback)
-                    tracker.sent(seq)
-                tracker.seal(seq, item.position)
+                    produce(tx_topic, tx_key, encoder.end([(s.table, s.count) for s in in_tx]), callback)
+                    entry.sent += 1
+                seal(entry, item.position)
                 if isinstance(item.position, PostgresPosition) and not tx.snapshot:
                     last_commit_lsn = item.position.commit_lsn
-                self.stats.transactions += 1
+                stats.transactions += 1
                 tx = None
+                since_poll += 1
             elif isinstance(item, SnapshotDone):
-                done = tracker.open(item)
-                tracker.seal(done)
+                seal(open_tx(item))
             elif isinstance(item, Heartbeat):
                 # The source is idle: collect confirmations now rather than at the next transaction.
-                last_poll = time.monotonic()
-                producer.poll(0)
+                last_poll = clock()
+                self._poll()
                 self._acknowledge()
                 if item.position is not None and tracker.in_flight == 0:
                     source.acknowledge(item.position)
                 continue
-            # At transaction boundaries: serve delivery reports and acknowledge what became durable.
-            now = time.monotonic()
-            if now - last_poll >= 0.05 or tracker.in_flight > 10000:
+            # At transaction boundaries: serve delivery reports and acknowledge what became durable,
+            # every _POLL_INTERVAL_S or sooner after many small transactions.
+            now = clock()
+            if now - last_poll >= _POLL_INTERVAL_S or since_poll >= _POLL_EVENTS:
                 last_poll = now
-                producer.poll(0)
+                since_poll = 0
+                self._poll()
                 self._acknowledge()
         producer.flush()
+        self._raise_failure()
         self._acknowledge()
         return self.stats
+
+    def _poll(self) -> None:
+        self.producer.poll(0)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._tracker.failure is not None:
+            raise FatalError(self._tracker.failure)
 
     def _acknowledge(self) -> None:
         position = self._tracker.take_acknowledgeable()
         if position is not None:
             self.source.acknowledge(position)
             self.stats.acknowledged = position
-
-
-def _confirm(tracker: AckTracker[Any], seq: int) -> Any:
-    def confirmed() -> None:
-        tracker.confirmed(seq)
-
-    return confirmed
 
 
 def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +55,41 @@ class _Table:
     columns: tuple[str, ...]
     decoders: tuple[Decoder, ...]
     key_indexes: tuple[int, ...]
+    key_names: tuple[str, ...]  # the primary key, in index order
+    single_key: bool = False
+
+    def __post_init__(self) -> None:
+        self.single_key = len(self.key_names) == 1
+
+    def key_of(self, row: Row) -> Row:
+        """The message key: the primary-key columns of a decoded row."""
+        return {name: row[name] for name in self.key_names}
+
+
+# The Begin and Commit messages, read here rather than by pgoutput.parse_message (which builds a
+# message object: 1 µs each, two per transaction); a payload of another length goes to parse_message
+# for its error. Layouts as in pgoutput.py: B final_lsn, commit time, xid; C flags, commit_lsn,
+# end_lsn, commit time.
+_BEGIN = struct.Struct(">QqI")
+_BEGIN_SIZE = 1 + _BEGIN.size
+_COMMIT = struct.Struct(">BQQq")
+_COMMIT_SIZE = 1 + _COMMIT.size
+
+
+# PostgresPosition is a frozen dataclass, whose __init__ sets each field through object.__setattr__
+# (0.7 µs; one position per event). Filling its slots directly gives the same object for half that.
+_new_object = object.__new__
+_set_lsn, _set_commit_lsn, _set_tx_id = (
+    getattr(PostgresPosition, name).__set__ for name in ("lsn", "commit_lsn", "tx_id")
+)
+
+
+def _position(lsn: int, commit_lsn: int, tx_id: int | None) -> PostgresPosition:
+    position: PostgresPosition = _new_object(PostgresPosition)
+    _set_lsn(position, lsn)
+    _set_commit_lsn(position, commit_lsn)
+    _set_tx_id(position, tx_id)
+    return position
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +341,14 @@ class PostgresCaptureSource:
 
     def _replicate(self) -> Iterator[StreamItem]:
         cursor = self._cursor
+        read_message = cursor.read_message
+        parse = pg.parse_message
+        relations = self._relations
+        create = Op.CREATE
         tx: SourceTransaction | None = None
+        # The open transaction's position fields, for its events' positions.
+        tx_lsn = commit_lsn = 0
+        xid: int | None = None
         begun = False
         last_heartbeat = time.monotonic()
         interval = self.config.heartbeat_interval_s
@@ -313,7 +356,7 @@ class PostgresCaptureSource:
             if tx is None and self._stopping:
                 return
             try:
-                msg = cursor.read_message()
+                msg = read_message()
             except psycopg2.OperationalError as exc:
                 raise RetriableError(f"source {self.name}: replication stream lost: {str(exc).strip()}") from None
             except psycopg2.errors.ObjectNotInPrerequisiteState as exc:
@@ -339,12 +382,18 @@ class PostgresCaptureSource:
             payload = msg.payload
             kind = payload[0]
             if kind == 0x42:  # B
-                begin = pg.parse_message(payload, False)
-                assert isinstance(begin, pg.Begin)
+                if len(payload) == _BEGIN_SIZE:
+                    tx_lsn, commit_ts_us, begin_xid = _BEGIN.unpack_from(payload, 1)
+                else:  # malformed: parse_message raises its decode error
+                    begin = parse(payload, False)
+                    assert isinstance(begin, pg.Begin)
+                    tx_lsn, commit_ts_us, begin_xid = begin.final_lsn, begin.commit_ts_pg_us, begin.xid
+                commit_lsn = tx_lsn
+                xid = begin_xid
                 tx = SourceTransaction(
-                    id=postgres_transaction_id(begin.xid, begin.final_lsn),
-                    commit_ts_ms=begin.commit_ts_ms,
-                    position=PostgresPosition(lsn=begin.final_lsn, commit_lsn=begin.final_lsn, tx_id=begin.xid),
+                    postgres_transaction_id(begin_xid, commit_lsn),
+                    pg.pg_timestamp_to_unix_ms(commit_ts_us),
+                    _position(tx_lsn, commit_lsn, begin_xid),
                 )
                 begun = False
                 continue
@@ -362,14 +411,27 @@ class PostgresCaptureSource:
             if not begun:
                 begun = True
                 yield TxBegin(tx)
+            if kind == 0x49:  # I: most of any stream, so handled here rather than in _changes
+                insert = parse(payload, False)
+                assert isinstance(insert, pg.Insert)
+                rel = relations.get(insert.relation_oid) or self._relation(insert.relation_oid)
+                after = self._full_row(rel, insert.new)
+                key = {rel.key_names[0]: after[rel.key_names[0]]} if rel.single_key else rel.key_of(after)
+                yield RowChange(
+                    rel.table, create, key, None, after, _position(msg.data_start or tx_lsn, commit_lsn, xid)
+                )
+                continue
             if kind == 0x43:  # C
-                commit = pg.parse_message(payload, False)
-                assert isinstance(commit, pg.Commit)
-                tx_id = tx.position.tx_id if isinstance(tx.position, PostgresPosition) else None
-                yield TxCommit(tx, PostgresPosition(lsn=commit.end_lsn, commit_lsn=commit.commit_lsn, tx_id=tx_id))
+                if len(payload) == _COMMIT_SIZE:
+                    _flags, commit_lsn, end_lsn, _ts = _COMMIT.unpack_from(payload, 1)
+                else:  # malformed: parse_message raises its decode error
+                    commit = parse(payload, False)
+                    assert isinstance(commit, pg.Commit)
+                    commit_lsn, end_lsn = commit.commit_lsn, commit.end_lsn
+                yield TxCommit(tx, _position(end_lsn, commit_lsn, xid))
                 tx = None
                 continue
-            message = pg.parse_message(payload, False)
+            message = parse(payload, False)
             if isinstance(message, pg.Relation):
                 self._on_relation(message)
             elif isinstance(message, pg.TypeDefinition | pg.LogicalMessage):
@@ -400,7 +462,7 @@ class PostgresCaptureSource:
         if not primary_key or missing:
             raise FatalError(f"source {self.name}: table {table} has no primary key (or lost columns {missing})")
         keys = tuple(names.index(c) for c in primary_key)
-        self._relations[message.relation_oid] = _Table(table, tuple(c.name for c in message.columns), decoders, keys)
+        self._relations[message.relation_oid] = _Table(table, tuple(names), decoders, keys, tuple(primary_key))
 
     def _load_primary_key(self, table: TableId) -> tuple[str, ...]:
         with self._connect() as conn:
@@ -426,6 +488,21 @@ class PostgresCaptureSource:
                 raise FatalError(f"source {self.name}: {rel.table}.{name}: unexpected binary value")
         return row
 
+    def _full_row(self, rel: _Table, values: pg.TupleData) -> Row:
+        """`_row` for a tuple that has every value (an insert's, a delete's old row): one comprehension
+        instead of the general loop, which runs only to report an error or an unexpected value."""
+        if pg.UNCHANGED_TOAST not in values:
+            # str or None: no binary values, as the stream is started without the `binary` option.
+            texts: tuple[Any, ...] = values
+            try:
+                return {
+                    name: None if value is None else decode(value)
+                    for name, decode, value in zip(rel.columns, rel.decoders, texts, strict=True)
+                }
+            except (ValueError, TypeError):
+                pass
+        return self._row(rel, values)
+
     def _key(self, rel: _Table, values: pg.TupleData) -> Row:
         key: Row = {}
         for i in rel.key_indexes:
@@ -434,15 +511,13 @@ class PostgresCaptureSource:
         return key
 
     def _changes(self, message: pg.Message, tx: SourceTransaction, lsn: int) -> Iterator[RowChange]:
+        # Inserts are turned into RowChanges inline in `_replicate` (the same as the branch below).
         assert isinstance(tx.position, PostgresPosition)
-        position = PostgresPosition(
-            lsn=lsn or tx.position.lsn, commit_lsn=tx.position.commit_lsn, tx_id=tx.position.tx_id
-        )
+        position = _position(lsn or tx.position.lsn, tx.position.commit_lsn, tx.position.tx_id)
         if isinstance(message, pg.Insert):
             rel = self._relation(message.relation_oid)
-            yield RowChange(
-                rel.table, Op.CREATE, self._key(rel, message.new), None, self._row(rel, message.new), position
-            )
+            after = self._full_row(rel, message.new)
+            yield RowChange(rel.table, Op.CREATE, rel.key_of(after), None, after, position)
         elif isinstance(message, pg.Update):
             rel = self._relation(message.relation_oid)
             new_key = self._key(rel, message.new)
@@ -460,9 +535,9 @@ class PostgresCaptureSource:
             yield RowChange(rel.table, Op.UPDATE, new_key, before_row, after, position)
         elif isinstance(message, pg.Delete):
             rel = self._relation(message.relation_oid)
-            yield RowChange(
-                rel.table, Op.DELETE, self._key(rel, message.old), self._row(rel, message.old), None, position
-            )
+            # With REPLICA IDENTITY DEFAULT the old tuple holds the key columns only (others null).
+            before = self._full_row(rel, message.old)
+            yield RowChange(rel.table, Op.DELETE, rel.key_of(before), before, None, position)
         elif isinstance(message, pg.Truncate):
             for oid in message.relation_oids:
                 rel = self._relation(oid)
