@@ -99,15 +99,6 @@ class ResolvedConnection(BaseModel):
     password: SecretStr
     database: str
 
-    def libpq_kwargs(self) -> dict[str, str | int]:
-        return {
-            "host": self.host,
-            "port": self.port,
-            "user": self.user,
-            "dbname": self.database,
-            "password": self.password.get_secret_value(),
-        }
-
     def describe(self) -> str:
         """For logs and errors: everything but the password."""
         return f"{self.user}@{self.host}:{self.port}/{self.database}"

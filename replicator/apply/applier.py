@@ -367,16 +367,6 @@ class Applier:
             raise MissingReferenceError(f"{op.mapping}: {op.table}.{column}: no {what} in the target")
         return value
 
-    def _target_key(self, op: TargetOp) -> Key | None:
-        """The target key of the op's row; None for an identity row not created yet."""
-        pk = self.shapes.primary_key(op.table)
-        if op.identity is not None:
-            return None
-        try:
-            return tuple(op.key[c] for c in pk)
-        except KeyError as exc:
-            raise SkippableRecordError(f"{op.mapping}: {op.table}: key column {exc} is not mapped") from None
-
     def _load_rows(self, ops: list[TargetOp], store: RowStore) -> None:
         identity_ops = [op for op in ops if op.identity is not None]
         by_entity: dict[tuple[str, str], list[str]] = {}

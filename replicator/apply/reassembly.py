@@ -181,7 +181,3 @@ class TransactionAssembler:
             waiting = self._unapplied.get(tp)
             offsets[tp] = min(waiting) if waiting else next_offset
         return offsets
-
-    @property
-    def waiting_transactions(self) -> int:
-        return len(self._ends)

@@ -77,7 +77,3 @@ class AckTracker(Generic[P]):
     @property
     def in_flight(self) -> int:
         return len(self._queue)
-
-    @property
-    def pending_messages(self) -> int:
-        return sum(entry.sent - entry.confirmed for entry in self._queue)

@@ -12,8 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,17 +201,3 @@ def mariadb_connect(
         autocommit=True,
         charset="utf8mb4",
     )
-
-
-@contextlib.contextmanager
-def running_stack(state_dir: Path) -> Iterator[tuple[DevStack, float]]:
-    """Bring a stack up for the duration of a block (reusing one already running there)."""
-    stack = DevStack(state_dir=state_dir)
-    already = stack.is_running()
-    started = time.monotonic()
-    stack.up()
-    try:
-        yield stack, time.monotonic() - started
-    finally:
-        if not already:
-            stack.down()

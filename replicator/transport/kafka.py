@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from replicator.errors import FatalError, RetriableError
 
@@ -80,13 +80,6 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> 
             if time.monotonic() > deadline:
                 raise RetriableError(f"topics {sorted(waiting)} have no partition leader after {timeout:.0f}s")
             time.sleep(0.1)
-
-
-def describe_topic_config(bootstrap: str, topic: str) -> dict[str, str]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
-    (future,) = futures.values()
-    return {name: entry.value for name, entry in future.result(timeout=30).items()}
 
 
 DeliveryCallback = Callable[[Any, Any], None]

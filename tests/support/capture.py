@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from replicator.config import ReplicatorConfig, load_config
-from replicator.pipeline.capture_runner import CaptureRunner, CaptureStats, build_capture
+from replicator.pipeline.capture_runner import CaptureRunner, build_capture
 
 
 def write_config(path: Path, bootstrap: str, sources: list[dict[str, Any]], **kafka: Any) -> Path:
@@ -51,10 +51,6 @@ def capture_thread(config_path: Path, source: str) -> Iterator[CaptureRunner]:
             raise AssertionError(f"capture {source} did not stop within 60s")
     if "error" in outcome:
         raise outcome["error"]
-
-
-def stats_of(runner: CaptureRunner) -> CaptureStats:
-    return runner.stats
 
 
 def start_capture_process(

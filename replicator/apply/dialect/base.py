@@ -34,19 +34,6 @@ class Progress:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)  # (source, domain) -> sequence
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    id: int
-    consumer: str
-    source: str
-    transaction_id: str | None
-    status: str
-    error: str
-    keys: list[str]
-    envelopes: list[dict[str, Any]]
-    created_at: str
-
-
 class TargetDialect(abc.ABC):
     """One target database: a single writer connection, tagged so capture does not echo its writes."""
 
