@@ -31,6 +31,9 @@ app.add_typer(dlq_app, name="dlq")
 console = Console()
 err_console = Console(stderr=True)
 
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="Name of the target (applier)")]
+LogLevelOption = Annotated[str, typer.Option(help="Log level")]
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -154,9 +157,9 @@ def _run_until_signalled(build: Callable[[], _Runner[R]], log_level: str) -> R:
 
 @app.command("capture")
 def capture(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    config: ConfigOption,
     source: Annotated[str, typer.Option("--source", "-s", help="Name of the source to capture")],
-    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    log_level: LogLevelOption = "INFO",
 ) -> None:
     """Capture one source's row changes into Kafka until stopped (SIGTERM/SIGINT flush and acknowledge)."""
     from replicator.config import load_config
@@ -169,9 +172,9 @@ def capture(
 
 @app.command("apply")
 def apply(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Name of the target to apply into")],
-    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    config: ConfigOption,
+    target: TargetOption,
+    log_level: LogLevelOption = "INFO",
 ) -> None:
     """Apply the mapped changes of other systems into one target until stopped (SIGTERM/SIGINT drain)."""
     from replicator.config import load_config
@@ -184,8 +187,8 @@ def apply(
 
 @app.command("run")
 def run(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
-    log_level: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    config: ConfigOption,
+    log_level: LogLevelOption = "INFO",
 ) -> None:
     """Run every capture and applier of a config in one supervised process until SIGTERM/SIGINT."""
     import functools
@@ -217,12 +220,11 @@ def run(
         raise typer.Exit(code=1)
 
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")]
 
 
 @app.command("validate")
 def validate(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")],
+    config: ConfigOption,
     offline: Annotated[bool, typer.Option(help="Check the files only, without connecting to the databases")] = False,
 ) -> None:
     """Check the config and every mapping against the live schemas of both databases; list all problems."""
@@ -274,7 +276,6 @@ def _validate_live(loaded: object, mapping_set: object) -> list[str]:
     finally:
         for engine in engines.values():
             engine.dispose()
-TargetOption = Annotated[str, typer.Option("--target", "-t", help="Name of the target (applier)")]
 
 
 def _target_dialect(config: Path, target: str) -> tuple[object, str]:
