@@ -229,13 +229,12 @@ def validate(
 ) -> None:
     """Check the config and every mapping against the live schemas of both databases; list all problems."""
     from replicator.config import load_config
-    from replicator.mapping.loader import load_mappings
 
     try:
         loaded = load_config(config)
         if loaded.mappings is None:
             raise ReplicatorError(f"{config}: no 'mappings' to validate")
-        mapping_set = load_mappings(loaded.mappings)
+        mapping_set = loaded.mapping_set()
         problems = [] if offline else _validate_live(loaded, mapping_set)
     except ReplicatorError as exc:
         raise _fail(exc) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from replicator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from replicator.mapping.spec import MappingSet
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -247,11 +250,37 @@ class TargetConfig(StrictModel):
         return self.writer_tag or f"replicator_{self.name.replace('-', '_')}"
 
 
+class SystemOverride(StrictModel):
+    """Where a mapping system lives in this deployment, when it differs from the mapping files: the shop's
+    database is rarely called `prestashop`."""
+
+    namespace: str | None = Field(default=None, description="database (MariaDB) or schema (PostgreSQL)")
+    source_name: str | None = Field(default=None, description="the capture's source name (topic prefix)")
+
+
 class ReplicatorConfig(StrictModel):
     kafka: KafkaConfig
     sources: list[SourceConfig] = Field(default_factory=list)
     targets: list[TargetConfig] = Field(default_factory=list)
     mappings: Path | None = Field(default=None, description="Mapping file or folder (relative to the config file)")
+    systems: dict[str, SystemOverride] = Field(
+        default_factory=dict, description="per mapping system: namespace and source name of this deployment"
+    )
+
+    def mapping_set(self) -> MappingSet:
+        """The mappings with this deployment's system overrides applied."""
+        from replicator.mapping.loader import load_mappings
+
+        if self.mappings is None:
+            raise ConfigError("no 'mappings' in the config")
+        mapping_set = load_mappings(self.mappings)
+        for name, override in self.systems.items():
+            if name not in mapping_set.systems:
+                known = ", ".join(sorted(mapping_set.systems)) or "none"
+                raise ConfigError(f"systems.{name}: the mappings have no system {name!r} (systems: {known})")
+            updates = {k: v for k, v in override.model_dump().items() if v is not None}
+            mapping_set = mapping_set.with_system(name, **updates)
+        return mapping_set
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReplicatorConfig:

@@ -296,12 +296,17 @@ class Applier:
 
     def _ops_of(self, unit: Unit) -> list[TargetOp]:
         ops: list[TargetOp] = []
-        for event in unit.events:
+        for number, event in enumerate(unit.events):
             try:
-                ops.extend(self.ops_for(event.value))
+                event_ops = self.ops_for(event.value)
             except SkippableRecordError as exc:
                 raise SkippableRecordError(f"{event.topic}[{event.partition}]@{event.offset}: {exc}") from exc
-        return ops
+            for op in event_ops:
+                op.event = number
+            ops.extend(event_ops)
+        # Aggregates (stock = mirrored ERP quants - open shop order lines) are computed after every other
+        # write of the source transaction, so that they count the rows it changed, whatever its event order.
+        return [op for op in ops if not _has_aggregates(op)] + [op for op in ops if _has_aggregates(op)]
 
     def _apply_unit(self, unit: Unit, store: RowStore, outcome: UnitOutcome) -> None:
         ops = self._ops_of(unit)
@@ -314,10 +319,17 @@ class Applier:
     def _run_ops(self, ops: list[TargetOp], store: RowStore, outcome: UnitOutcome) -> None:
         # Bulk look-ups ran first; what they missed may be created by an earlier op (an order's lines look
         # up the order inserted just before them), so an op with a look-up left looks again right before.
+        written: set[tuple[int, str, str]] = set()  # (event, rule, column) whose value changed
         for op in ops:
+            if op.when_written is not None and (op.event, *op.when_written) not in written:
+                continue  # e.g. no order-history row: the state did not move
             if _has_lookups(op):
                 self._resolve_lookups([op], strict=True)
-            outcome.decisions.extend((op, d) for d in self._apply_op(op, store))
+            decisions = self._apply_op(op, store)
+            for decision in decisions:
+                if decision.write and decision.result != decision.current_value:
+                    written.add((op.event, op.mapping, decision.column))
+            outcome.decisions.extend((op, d) for d in decisions)
 
     def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool) -> None:
         """Replace the Lookups in keys and field values by what the target holds, in bulk. Required ones
@@ -342,6 +354,7 @@ class Applier:
                 for lk in lookups:
                     target = found.get(str(lk.source_key))
                     results[lk] = None if target is None else orjson.loads(target)[0]
+                self._identified_columns(lookups, results)
             else:
                 table, columns, returns = str(group[1]), list(group[2]), str(group[3])
                 values = [tuple(v for _, v in lk.match) for lk in lookups]
@@ -357,6 +370,19 @@ class Applier:
                 if isinstance(lookup, Lookup) and (strict or results.get(lookup) is not None or not lookup.required):
                     op.fields[column] = FieldChange(self._looked_up(op, column, lookup, results),
                                                     change.policy, change.rank, change.owner)
+
+    def _identified_columns(self, lookups: list[Lookup], results: dict[Lookup, Any]) -> None:
+        """Identity look-ups with `table` + `returns` want a column of the identified row (the partner of the
+        sale order an invoice belongs to), not its key: read those columns, per table, in one query."""
+        by_table: dict[tuple[str, str], list[Lookup]] = {}
+        for lk in lookups:
+            if lk.table is not None and lk.returns is not None and results.get(lk) is not None:
+                by_table.setdefault((lk.table, lk.returns), []).append(lk)
+        for (table, returns), wanted in by_table.items():
+            pk = self.shapes.primary_key(table)
+            found = self.dialect.natural_lookup(table, pk[:1], returns, [(results[lk],) for lk in wanted])
+            for lk in wanted:
+                results[lk] = found.get((results[lk],))
 
     @staticmethod
     def _looked_up(op: TargetOp, column: str, lookup: Lookup, results: dict[Lookup, Any]) -> Any:
@@ -422,22 +448,61 @@ class Applier:
         self.dialect.add_identity(op.identity[0], system, op.identity[1], target_key)
         return target_key
 
-    def _resolve_aggregates(self, op: TargetOp) -> None:
-        """Compute aggregate field values (e.g. free stock) with one query each, in the target database."""
-        for column, change in list(op.fields.items()):
+    def _find_primary_key(self, op: TargetOp, pk: tuple[str, ...], store: RowStore) -> None:
+        """The rule's key is another unique key of the table (ps_stock_available's product, attribute, shop
+        and shop group): find the row's primary key, keeping the rule's key columns for aggregates."""
+        store.flush()  # the row may have been inserted by an earlier op of this batch
+        columns = sorted(op.key)
+        where = " AND ".join(f"{self.dialect.quote(c)} = %s" for c in columns)
+        rows = self.dialect.execute(
+            f"SELECT {', '.join(self.dialect.quote(c) for c in pk)} FROM {self.dialect.table_ref(op.table)} "
+            f"WHERE {where}",
+            [op.key[c] for c in columns],
+        )
+        if len(rows) > 1:
+            raise SkippableRecordError(
+                f"{op.mapping}: {op.table}: {len(rows)} rows have {op.key}; the key must be unique"
+            )
+        if rows:
+            op.key = {**op.key, **dict(zip(pk, rows[0], strict=True))}
+
+    def _resolve_aggregates(self, op: TargetOp, store: RowStore) -> None:
+        """Compute aggregate field values (e.g. sellable stock) with one query each, in the target database.
+
+        The target row is locked first and the aggregate read after the lock: a local transaction that
+        changed the row (a shop order decrementing its stock) is then either committed and counted, or
+        waits for us and applies its change on top of our value. The row is re-read after the lock, so the
+        conflict resolver compares with what the row really holds."""
+        aggregates = {c: ch for c, ch in op.fields.items() if isinstance(ch.value, Aggregate)}
+        if not aggregates:
+            return
+        pk = self.shapes.primary_key(op.table)
+        if all(c in op.key for c in pk):
+            key = tuple(op.key[c] for c in pk)
+            store.flush()
+            self.dialect.lock_row(op.table, pk, key)
+            store.forget(op.table, key)
+            store.load(op.table, pk, [key], sorted(op.fields))
+        for column, change in aggregates.items():
             value = change.value
-            if isinstance(value, Aggregate):
-                if value.system != self.target_system:
-                    raise SkippableRecordError(
-                        f"{op.mapping}: {op.table}.{column}: the aggregate reads {value.system}'s table "
-                        f"{value.table}, which this applier (writing {self.target_system}) cannot query"
-                    )
-                sql, params = value.sql(self.dialect.identifier_quote)
-                rows = self.dialect.execute(sql, params)
-                result = rows[0][0] if rows else None
-                if value.integer and result is not None:
-                    result = int(result)
-                op.fields[column] = FieldChange(result, change.policy, change.rank, change.owner)
+            assert isinstance(value, Aggregate)
+            if value.system != self.target_system:
+                raise SkippableRecordError(
+                    f"{op.mapping}: {op.table}.{column}: the aggregate reads {value.system}'s database, which this "
+                    f"applier (writing {self.target_system}) cannot query"
+                )
+            try:
+                bound = value.bind(op.key)
+            except KeyError as exc:
+                raise SkippableRecordError(
+                    f"{op.mapping}: {op.table}.{column}: the aggregate's group needs key column {exc} of the row"
+                ) from None
+            sql, params = bound.sql(self.dialect.identifier_quote)
+            rows = self.dialect.execute(sql, params)
+            result = rows[0][0] if rows else None
+            if value.integer and result is not None:
+                result = int(result)
+            op.fields[column] = FieldChange(result, change.policy, change.rank, change.owner)
 
     def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision]:
         pk = self.shapes.primary_key(op.table)
@@ -447,7 +512,11 @@ class Applier:
                                                     op.identity[1]))
             if created is not None:
                 op.key = dict(zip(pk, created, strict=True))
+        if op.key and not all(c in op.key for c in pk):
+            self._find_primary_key(op, pk, store)
         key = tuple(op.key[c] for c in pk) if all(c in op.key for c in pk) else None
+        if op.kind is not OpKind.DELETE:
+            self._resolve_aggregates(op, store)
         cached = store.get(op.table, key) if key is not None and store.known(op.table, key) else None
         if cached is None and key is not None:
             store.load(op.table, pk, [key], sorted(op.fields))
@@ -461,7 +530,6 @@ class Applier:
             return []
         if op.kind is OpKind.SOFT_DELETE and not exists:
             return []  # nothing to mark deleted
-        self._resolve_aggregates(op)
         if op.kind is OpKind.INSERT and not op.key and op.identity is None:
             # An appended row (e.g. an order-history line) gets the target's own key; it is never updated.
             row = {c: change.value for c, change in op.fields.items()}
@@ -524,6 +592,10 @@ class Applier:
                 rank=None if stored is None or current != written else stored.get("rank"),
             )
         return states
+
+
+def _has_aggregates(op: TargetOp) -> bool:
+    return any(isinstance(f.value, Aggregate) for f in op.fields.values())
 
 
 def _has_lookups(op: TargetOp) -> bool:

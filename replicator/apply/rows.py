@@ -69,6 +69,10 @@ class RowStore:
     def known(self, table: str, key: Key) -> bool:
         return (table, key) in self._rows
 
+    def forget(self, table: str, key: Key) -> None:
+        """Drop a cached row, so that the next `load` reads it again (after it was locked)."""
+        self._rows.pop((table, key), None)
+
     def remember(self, table: str, key: Key, row: CachedRow) -> None:
         self._rows[(table, key)] = row
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final
@@ -163,7 +163,8 @@ def _cast_step(spec: ValueSpec) -> Step | None:
         "decimal": to_decimal(spec.scale),
         "string": to_string,
         "bool": to_bool,
-        "date": to_date,
+        # A date-time (epoch ms/us, as MariaDB DATETIME travels) cast to its wall-clock date: give `unit`.
+        "date": (lambda value: to_datetime(spec.unit)(value).date()) if "unit" in spec.model_fields_set else to_date,
         "datetime": to_datetime(spec.unit),
     }
     return casts[spec.cast]
@@ -219,9 +220,20 @@ def _max_length(limit: int) -> Step:
     return checked
 
 
+def _strip_prefix(prefix: str) -> Step:
+    def stripped(value: Any) -> Any:
+        text = to_string(value)
+        if not text.startswith(prefix):
+            raise ValueError(f"does not start with {prefix!r} (strip_prefix)")
+        return text[len(prefix):]
+
+    return stripped
+
+
 def value_steps(spec: ValueSpec) -> tuple[Step, ...]:
     """The transformations of a value, in the documented order; each leaves null alone."""
-    steps: list[Step] = [_normaliser(name) for name in spec.normalize]
+    steps: list[Step] = [_strip_prefix(spec.strip_prefix)] if spec.strip_prefix is not None else []
+    steps += [_normaliser(name) for name in spec.normalize]
     if spec.prefix is not None or spec.suffix is not None:
         steps.append(_affix(spec.prefix or "", spec.suffix or ""))
     if spec.map is not None:
@@ -289,6 +301,7 @@ class _Context:
 
     rule: str
     source_system: str
+    target_system: str
     source_namespace: str
     source_table: str  # qualified: 'prestashop.ps_customer'
     source_label: str  # for messages: 'shop: prestashop.ps_customer'
@@ -297,7 +310,7 @@ class _Context:
 
 
 def _reader(
-    spec: ValueSpec, aggregate: AggregateSpec | None, cast: str | None, context: _Context
+    spec: ValueSpec, aggregate: Sequence[AggregateSpec], cast: str | None, context: _Context
 ) -> Callable[[Row], Any]:
     if spec.from_ is not None:
         return _column_reader(spec.from_)
@@ -309,7 +322,7 @@ def _reader(
         return lambda row: None if (v := _column(row, column)) is None else split_name(to_string(v), part)
     if spec.lookup is not None:
         return _lookup_reader(spec, context)
-    if aggregate is not None:
+    if aggregate:
         return _aggregate_reader(aggregate, cast == "int", context)
     constant = spec.const
     return lambda row: constant
@@ -321,12 +334,16 @@ def _lookup_reader(spec: ValueSpec, context: _Context) -> Callable[[Row], Any]:
     required = lookup.required
     if lookup.identity is not None and lookup.from_ is not None:
         entity, column = lookup.identity, lookup.from_
+        # With `table` + `returns`: that column of the identified row, not its key.
+        row_table = None if lookup.table is None else f"{context.target_namespace}.{lookup.table}"
+        row_column = None if lookup.table is None else lookup.returns
 
         def identity(row: Row) -> Lookup | None:
             value = _column(row, column)
             if value is None:
                 return None  # no reference, nothing to look up
-            return Lookup(kind="identity", entity=entity, source_key=identity_key((value,)), required=required)
+            return Lookup(kind="identity", entity=entity, source_key=identity_key((value,)), table=row_table,
+                          returns=row_column, required=required)
 
         return identity
     assert lookup.table is not None
@@ -349,9 +366,7 @@ def _conditions(conditions: Sequence[Condition]) -> tuple[ops.Condition, ...]:
     )
 
 
-def _aggregate_reader(spec: AggregateSpec, integer: bool, context: _Context) -> Callable[[Row], Any]:
-    namespace = context.source_namespace
-    table = f"{namespace}.{spec.table}" if spec.table else context.source_table
+def _aggregate_term(spec: AggregateSpec, namespace: str) -> ops.AggregateTerm:
     join = None
     if spec.join is not None:
         join = ops.AggregateJoin(
@@ -360,46 +375,42 @@ def _aggregate_reader(spec: AggregateSpec, integer: bool, context: _Context) -> 
             key=spec.join.key,
             where=_conditions(spec.join.where),
         )
-    template = ops.Aggregate(
-        system=context.source_system,
-        table=table,
+    return ops.AggregateTerm(
+        table=f"{namespace}.{spec.table}",
         function=spec.function,
         group=(),
         add=tuple(spec.of),
         subtract=tuple(spec.minus),
         where=_conditions(spec.where),
         join=join,
-        integer=integer,
+        negate=spec.negate,
     )
-    group = tuple(spec.group_by.items())
+
+
+def _aggregate_reader(terms: Sequence[AggregateSpec], integer: bool, context: _Context) -> Callable[[Row], Any]:
+    """Aggregates read the target database (the applier's): a term's group comes from the changed row's
+    columns, or from the target key (`{key: column}`), bound by the applier once the key is resolved."""
+    templates = tuple(_aggregate_term(spec, context.target_namespace) for spec in terms)
+    groups = tuple(tuple(spec.group_by.items()) for spec in terms)
+    system = context.target_system
 
     def aggregate(row: Row) -> ops.Aggregate:
-        values = tuple((column, _column(row, source_column)) for column, source_column in group)
-        return ops.Aggregate(
-            system=template.system,
-            table=template.table,
-            function=template.function,
-            group=values,
-            add=template.add,
-            subtract=template.subtract,
-            where=template.where,
-            join=template.join,
-            integer=template.integer,
-        )
+        bound = []
+        for template, group in zip(templates, groups, strict=True):
+            values = tuple(
+                (column, _column(row, source) if isinstance(source, str) else ops.TargetKeyValue(source.key))
+                for column, source in group
+            )
+            bound.append(replace(template, group=values))
+        return ops.Aggregate(system=system, terms=tuple(bound), integer=integer)
 
     return aggregate
 
 
-def _aggregate_columns(spec: AggregateSpec | None) -> frozenset[str]:
-    if spec is None:
-        return frozenset()
-    # The changed row's group and the columns summed decide whether the aggregate moved.
-    columns = set(spec.group_by.values())
-    if spec.table is None:
-        columns.update(spec.of, spec.minus, (c.column for c in spec.where))
-        if spec.join is not None:
-            columns.add(spec.join.via)
-    return frozenset(columns)
+def _aggregate_columns(terms: Sequence[AggregateSpec]) -> frozenset[str]:
+    # The changed row's group columns; what it changes in the aggregated tables is not known here, so an
+    # aggregate field is recomputed on every change of the source row (CompiledRule._updated).
+    return frozenset(column for spec in terms for column in spec.row_columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,14 +452,14 @@ def _evaluator(
 
 
 def _compile_value(
-    spec: ValueSpec, target_column: str, context: _Context, aggregate: AggregateSpec | None = None
+    spec: ValueSpec, target_column: str, context: _Context, aggregate: Sequence[AggregateSpec] = ()
 ) -> CompiledValue:
     columns = frozenset(spec.source_columns) | _aggregate_columns(aggregate)
     target = f"{context.target_label}.{target_column}"
     source = f"{context.source_label}.{', '.join(sorted(columns)) or 'constant'}"
     read = _reader(spec, aggregate, spec.cast, context)
     # An aggregate's cast is done by the database (FLOOR for int); the others here.
-    steps = () if aggregate is not None else value_steps(spec)
+    steps = () if aggregate else value_steps(spec)
     return CompiledValue(
         target=target,
         source=source,
@@ -544,7 +555,7 @@ def _compile_field(name: str, spec: FieldSpec, context: _Context, rank_source: C
     policy = spec.effective_policy
     return CompiledField(
         name=name,
-        value=_compile_value(spec, name, context, spec.aggregate),
+        value=_compile_value(spec, name, context, spec.aggregate_terms),
         policy=policy,
         owner=spec.owner,
         ranks=spec.ranks() if spec.order is not None else None,
@@ -639,6 +650,7 @@ class CompiledRule:
         context = _Context(
             rule=rule.name,
             source_system=rule.source.system,
+            target_system=rule.target.system,
             source_namespace=source_ns,
             source_table=f"{source_ns}.{rule.source.table}",
             source_label=f"{rule.source.system}: {source_ns}.{rule.source.table}",
@@ -658,6 +670,7 @@ class CompiledRule:
         self.identity_columns = rule.identity_columns
         self.match_on = tuple(f for f in self.fields if f.name in rule.match_on)
         self.when_changed = frozenset(rule.when_changed)
+        self.when_written = None if rule.when_written is None else (rule.when_written.rule, rule.when_written.field)
         self.filter = _Filter(rule.name, context.source_label, tuple((c.column, _predicate(c)) for c in rule.filter))
         self.soft_delete = self._soft_delete(rule)
         self.key_columns = frozenset(self.identity_columns) | frozenset().union(*(v.columns for _, v in self.key))
@@ -721,7 +734,7 @@ class CompiledRule:
             return []
         if changed & self.key_columns and not self.is_append:
             return self._moved(before, after, version)
-        fields = [f for f in self.fields if f.columns & changed]
+        fields = [f for f in self.fields if f.is_aggregate or f.columns & changed]
         if not fields:
             return []
         return [self._op(self.mode_kind, after, self._changes(fields, after, before), version)]
@@ -759,6 +772,7 @@ class CompiledRule:
     def _op(self, kind: OpKind, row: Row, fields: dict[str, FieldChange], version: Version) -> TargetOp:
         op = TargetOp(kind=kind, table=self.table, key={}, fields=fields, version=version, mapping=self.name)
         if self.is_append:
+            op.when_written = self.when_written
             return op
         if self.entity is not None:
             values = [self._identity_value(row, column) for column in self.identity_columns]

@@ -128,6 +128,29 @@ def cross_check(systems: dict[str, SystemSpec], rules: list[LocatedRule]) -> lis
     known = [(where, rule) for where, rule in rules if _check_rule_systems(where, rule, systems, problems)]
     problems += _check_shared_columns(systems, known)
     problems += _check_entities(known)
+    problems += _check_when_written(known)
+    return problems
+
+
+def _check_when_written(rules: list[LocatedRule]) -> list[str]:
+    """`when_written` names an earlier rule of the same source table and one of its fields: the applier
+    runs a change's rules in order, so the named write is known when the row is appended."""
+    problems = []
+    earlier: dict[str, RuleSpec] = {}
+    for where, rule in rules:
+        wanted = rule.when_written
+        if wanted is not None:
+            other = earlier.get(wanted.rule)
+            if other is None:
+                problems.append(f"{where}.when_written.rule: no earlier rule named {wanted.rule!r}")
+            elif (other.source.system, other.source.table) != (rule.source.system, rule.source.table):
+                problems.append(
+                    f"{where}.when_written.rule: {wanted.rule!r} reads {other.source.system} {other.source.table}, "
+                    f"not {rule.source.system} {rule.source.table}"
+                )
+            elif wanted.field not in other.fields:
+                problems.append(f"{where}.when_written.field: rule {wanted.rule!r} has no field {wanted.field!r}")
+        earlier[rule.name] = rule
     return problems
 
 

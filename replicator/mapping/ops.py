@@ -9,7 +9,7 @@ quants) are left as `Aggregate` placeholders, which render themselves as one SQL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -97,6 +97,10 @@ class TargetOp:
     # when the identity map has no entry yet: the applier looks for a target row with these values before
     # inserting. Never written by themselves; a column written too is also in `fields`.
     match: dict[str, Any] = field(default_factory=dict)
+    # Append rules with `when_written`: (rule, column) whose write of the same change must have changed the
+    # column's value for this row to be added. `event` numbers the changes of a unit (set by the applier).
+    when_written: tuple[str, str] | None = None
+    event: int = 0
 
 
 _SQL_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -140,16 +144,19 @@ class AggregateJoin:
 
 
 @dataclass(frozen=True, slots=True)
-class Aggregate:
-    """A value computed over rows of `system`'s database with one query, e.g. a product's free stock:
-    SUM(quantity - reserved_quantity) of stock_quant WHERE product_id = 7, joined to internal locations.
+class TargetKeyValue:
+    """In an aggregate's group: the value of the target row's key column `column`, known once the
+    applier has resolved the key's look-ups (the shop's id_product of an ERP product)."""
 
-    `add` and `subtract` are the summed columns (`sum`) or the one column (`min`/`max`); `count` uses
-    neither. `group` holds the (column, value) pairs selecting the rows. `integer` floors the result, so
-    a fractional quantity never becomes a unit that can be sold.
-    """
+    column: str
 
-    system: str
+
+@dataclass(frozen=True, slots=True)
+class AggregateTerm:
+    """One term of an `Aggregate`: `function` over the rows of `table` selected by `group` (column, value)
+    pairs, `where` and `join`; `add` and `subtract` are the summed columns (`sum`) or the one column
+    (`min`/`max`); `count` uses neither. `negate` subtracts the term."""
+
     table: str  # schema.table or database.table
     function: str  # sum | count | min | max
     group: tuple[tuple[str, Any], ...]
@@ -157,12 +164,10 @@ class Aggregate:
     subtract: tuple[str, ...] = ()
     where: tuple[Condition, ...] = ()
     join: AggregateJoin | None = None
-    integer: bool = False
+    negate: bool = False
 
-    def sql(self, quote: str) -> tuple[str, tuple[Any, ...]]:
-        """The query and its parameters (`%s` placeholders, as psycopg and PyMySQL take them).
-        `quote` is the identifier quote of the database: '"' for PostgreSQL, '`' for MariaDB. Identifiers
-        were checked against a strict pattern when the mapping was loaded, so quoting them is enough."""
+    def select(self, quote: str) -> tuple[str, tuple[Any, ...]]:
+        """`SELECT <function> FROM table AS a [JOIN ... AS j] WHERE ...` and its parameters."""
         params: list[Any] = []
         conditions: list[str] = []
         sql = f"SELECT {self._expression(quote)} FROM {_qualified(self.table, quote)} AS a"
@@ -193,8 +198,53 @@ class Aggregate:
         # COALESCE per column: one NULL column must not turn a whole row's contribution into NULL.
         terms = " + ".join(f"COALESCE(a.{quote}{c}{quote}, 0)" for c in self.add)
         terms += "".join(f" - COALESCE(a.{quote}{c}{quote}, 0)" for c in self.subtract)
-        total = f"COALESCE(SUM({terms}), 0)"
-        return f"FLOOR({total})" if self.integer else total
+        return f"COALESCE(SUM({terms}), 0)"
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """A value computed over rows of `system`'s database (always the applier's target) with one query,
+    e.g. the shop's sellable stock of a product: the ERP's free quantity mirrored into the shop, plus what
+    the ERP already holds for shop orders, minus the shop's open order lines.
+
+    `integer` floors the result, so a fractional quantity never becomes a unit that can be sold. Group
+    values may be `TargetKeyValue`s until `bind` gives them the target row's key.
+    """
+
+    system: str
+    terms: tuple[AggregateTerm, ...]
+    integer: bool = False
+
+    def bind(self, key: dict[str, Any]) -> Aggregate:
+        """The aggregate with every `TargetKeyValue` replaced by the key's value."""
+        terms = tuple(
+            replace(term, group=tuple(
+                (column, key[value.column] if isinstance(value, TargetKeyValue) else value)
+                for column, value in term.group
+            ))
+            for term in self.terms
+        )
+        return replace(self, terms=terms)
+
+    def sql(self, quote: str) -> tuple[str, tuple[Any, ...]]:
+        """The query and its parameters (`%s` placeholders, as psycopg and PyMySQL take them).
+        `quote` is the identifier quote of the database: '"' for PostgreSQL, '`' for MariaDB. Identifiers
+        were checked against a strict pattern when the mapping was loaded, so quoting them is enough."""
+        if len(self.terms) == 1 and not self.terms[0].negate and self.terms[0].function in ("sum", "count"):
+            sql, params = self.terms[0].select(quote)
+            if self.integer:
+                head, _, rest = sql.partition(" FROM ")
+                sql = f"SELECT FLOOR({head.removeprefix('SELECT ')}) FROM {rest}"
+            return sql, params
+        parts: list[str] = []
+        params_all: list[Any] = []
+        for i, term in enumerate(self.terms):
+            sql, params = term.select(quote)
+            sign = "-" if term.negate else ("+" if i else "")
+            parts.append(f"{sign} COALESCE(({sql}), 0)" if sign else f"COALESCE(({sql}), 0)")
+            params_all.extend(params)
+        total = " ".join(parts)
+        return f"SELECT {f'FLOOR({total})' if self.integer else total}", tuple(params_all)
 
 
 def _qualified(table: str, quote: str) -> str:

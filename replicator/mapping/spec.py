@@ -220,8 +220,10 @@ class TimeZoneSpec(StrictModel):
 
 class LookupSpec(StrictModel):
     """A target key found by the applier. `identity: <entity>` + `from: <column>`: the target key that the
-    identity map holds for that entity and source key. `table` + `match` (+ `returns`, default id): a
-    target row found by a natural key (product_product.id where default_code = product_reference)."""
+    identity map holds for that entity and source key (with `table` + `returns`: that column of the
+    identified row of `table`, e.g. the partner of the sale order an invoice belongs to). `table` + `match`
+    (+ `returns`, default id): a target row found by a natural key (product_product.id where default_code =
+    product_reference)."""
 
     identity: Identifier | None = None
     from_: Identifier | None = Field(default=None, alias="from")
@@ -233,11 +235,13 @@ class LookupSpec(StrictModel):
     @model_validator(mode="after")
     def _identity_or_natural(self) -> LookupSpec:
         identity = self.identity is not None or self.from_ is not None
-        natural = self.table is not None or bool(self.match) or "returns" in self.model_fields_set
+        natural = bool(self.match) or (not identity and (self.table is not None or "returns" in self.model_fields_set))
         if identity == natural:
             raise ValueError("give either 'identity' and 'from', or 'table' and 'match' (and maybe 'returns')")
         if identity and (self.identity is None or self.from_ is None):
             raise ValueError("an identity lookup needs both 'identity' (the entity) and 'from' (a source column)")
+        if identity and ("returns" in self.model_fields_set) != (self.table is not None):
+            raise ValueError("an identity lookup returning a column of the identified row needs 'table' and 'returns'")
         if natural and (self.table is None or not self.match):
             raise ValueError("a natural-key lookup needs 'table' and 'match'")
         return self
@@ -257,19 +261,28 @@ class JoinSpec(StrictModel):
     where: list[Condition] = Field(default_factory=list)
 
 
+class KeyRef(StrictModel):
+    """A value taken from the target row's key (after its look-ups), e.g. the shop's `id_product`."""
+
+    key: Identifier
+
+
 class AggregateSpec(StrictModel):
-    """A value computed over several rows of the source database, recomputed whenever one of them
-    changes: `sum` of `of` minus `minus`, `count`, `min` or `max` of one column."""
+    """One term of a value computed over rows of the **target** database, recomputed whenever the rule's
+    source row changes: `sum` of `of` minus `minus`, `count`, `min` or `max` of one column; `negate`
+    subtracts the term. A field's `aggregate` is one term or a list of terms, added up in one query."""
 
     function: Literal["sum", "count", "min", "max"] = "sum"
     of: list[Identifier] = Field(default_factory=list)
     minus: list[Identifier] = Field(default_factory=list)
-    table: Identifier | None = Field(default=None, description="the aggregated table [default: the rule's source]")
-    group_by: dict[Identifier, Identifier] = Field(
-        min_length=1, description="aggregated column -> column of the changed row"
+    table: Identifier = Field(description="the aggregated table, in the target database")
+    group_by: dict[Identifier, Identifier | KeyRef] = Field(
+        min_length=1,
+        description="aggregated column -> column of the changed source row, or {key: <target key column>}",
     )
     where: list[Condition] = Field(default_factory=list)
     join: JoinSpec | None = None
+    negate: bool = Field(default=False, description="subtract this term from the others")
 
     @model_validator(mode="after")
     def _columns_fit_function(self) -> AggregateSpec:
@@ -281,8 +294,23 @@ class AggregateSpec(StrictModel):
             raise ValueError(f"'{self.function}' takes exactly one column in 'of' and no 'minus'")
         return self
 
+    @property
+    def row_columns(self) -> tuple[str, ...]:
+        """The changed row's columns that select the group."""
+        return tuple(v for v in self.group_by.values() if isinstance(v, str))
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The target key columns that select the group."""
+        return tuple(v.key for v in self.group_by.values() if isinstance(v, KeyRef))
+
 
 _SOURCE_KEYWORDS: Final = ("from_", "concat", "split", "const", "lookup", "aggregate")
+
+
+def _one_or_many(value: Any) -> Any:
+    """`aggregate: {...}` is short for a list of one term."""
+    return [value] if isinstance(value, dict) else value
 
 
 def _column_shorthand(value: Any) -> Any:
@@ -292,7 +320,7 @@ def _column_shorthand(value: Any) -> Any:
 
 class ValueSpec(StrictModel):
     """How one target value is made: exactly one source (`from`, `concat`, `split`, `const`, `lookup`),
-    then, in this order: `normalize`, `prefix`/`suffix`, `map`, `tz`, `cast`, `max_length`."""
+    then, in this order: `strip_prefix`, `normalize`, `prefix`/`suffix`, `map`, `tz`, `cast`, `max_length`."""
 
     from_: Identifier | None = Field(default=None, alias="from", description="source column (rename)")
     concat: list[Identifier] | None = Field(default=None, min_length=2, description="source columns joined")
@@ -301,6 +329,9 @@ class ValueSpec(StrictModel):
     const: Scalar = None
     lookup: LookupSpec | None = None
     normalize: list[Normalisation] = Field(default_factory=list)
+    strip_prefix: str | None = Field(
+        default=None, min_length=1, description="remove this text from the start; a value without it is refused"
+    )
     prefix: str | None = None
     suffix: str | None = None
     map: ValueMapSpec | None = None
@@ -324,8 +355,8 @@ class ValueSpec(StrictModel):
             raise ValueError("'separator' goes with 'concat'")
         if self.scale is not None and self.cast != "decimal":
             raise ValueError("'scale' goes with 'cast: decimal'")
-        if "unit" in self.model_fields_set and self.tz is None and self.cast != "datetime":
-            raise ValueError("'unit' goes with 'tz' or 'cast: datetime'")
+        if "unit" in self.model_fields_set and self.tz is None and self.cast not in ("datetime", "date"):
+            raise ValueError("'unit' goes with 'tz', 'cast: datetime' or 'cast: date'")
         return self
 
     def _source_keywords(self) -> tuple[str, ...]:
@@ -353,7 +384,10 @@ class FieldSpec(ValueSpec):
     `policy: last_writer_wins` (default), `delta`, `monotonic` (with `order`) or `owner` (with `owner:
     <system>`; `owner: x` alone implies it)."""
 
-    aggregate: AggregateSpec | None = None
+    aggregate: Annotated[
+        list[AggregateSpec] | None,
+        BeforeValidator(_one_or_many, json_schema_input_type=AggregateSpec | list[AggregateSpec] | None),
+    ] = Field(default=None, description="one term or a list of terms added up (see AggregateSpec)")
     policy: Policy | None = None
     owner: Identifier | None = Field(default=None, description="the system that owns this column")
     order: list[RankEntry] | None = Field(
@@ -419,7 +453,13 @@ class FieldSpec(ValueSpec):
         if extra or self.cast not in (None, "int", "decimal"):
             raise ValueError("policy 'delta' takes a number as it is: only 'cast: int' or 'cast: decimal'")
 
+    @property
+    def aggregate_terms(self) -> tuple[AggregateSpec, ...]:
+        return tuple(self.aggregate or ())
+
     def _check_aggregate(self) -> None:
+        if not self.aggregate:
+            raise ValueError("'aggregate' needs at least one term")
         extra = [name for name in ("normalize", "prefix", "suffix", "map", "tz", "max_length")
                  if name in self.model_fields_set]  # fmt: skip
         if extra or self.cast not in (None, "int", "decimal"):
@@ -484,6 +524,13 @@ Identity = Annotated[IdentitySpec, BeforeValidator(_entity_shorthand, json_schem
 OnDelete = Annotated[DeleteSpec, BeforeValidator(_delete_shorthand, json_schema_input_type=str | DeleteSpec)]
 
 
+class WhenWritten(StrictModel):
+    """A field of another rule reading the same source table, by rule name and target column."""
+
+    rule: RuleName
+    field: Identifier
+
+
 class RuleSpec(StrictModel):
     """One source table to one target table. Several rules may read the same source table (one change,
     several target rows) or write the same target row (several source tables, one identity)."""
@@ -509,6 +556,11 @@ class RuleSpec(StrictModel):
     )
     fields: dict[Identifier, ColumnOrField] = Field(default_factory=dict)
     on_delete: OnDelete | None = None
+    when_written: WhenWritten | None = Field(
+        default=None,
+        description="append rules: add the row only when another rule, for the same change, wrote a new value "
+        "into a field (a ps_order_history row only when current_state really moved)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSpec:
@@ -521,7 +573,20 @@ class RuleSpec(StrictModel):
         self._check_match_on()
         self._check_fields()
         self._check_delete()
+        self._check_key_refs()
+        if self.when_written is not None and self.mode != "append":
+            raise ValueError("'when_written' goes with mode 'append'")
         return self
+
+    def _check_key_refs(self) -> None:
+        for name, spec in self.fields.items():
+            for term in spec.aggregate_terms:
+                missing = [c for c in term.key_columns if c not in (self.key or {})]
+                if missing:
+                    raise ValueError(
+                        f"fields.{name}.aggregate.group_by: {{key: {', '.join(missing)}}} is not a column of the "
+                        "rule's 'key'"
+                    )
 
     def _check_append(self) -> None:
         if self.key is not None or self.identity is not None or self.match_on:
@@ -609,8 +674,12 @@ class MappingSet(MappingDocument):
     def with_namespace(self, system: str, namespace: str) -> MappingSet:
         """The same mappings with `system`'s tables in another database or schema (a test database, a
         second shop): rules that name their own namespace keep it."""
+        return self.with_system(system, namespace=namespace)
+
+    def with_system(self, system: str, **updates: Any) -> MappingSet:
+        """The same mappings with `system`'s settings changed (namespace, source_name)."""
         systems = dict(self.systems)
-        systems[system] = systems[system].model_copy(update={"namespace": namespace})
+        systems[system] = SystemSpec.model_validate({**systems[system].model_dump(by_alias=True), **updates})
         moved = MappingSet(systems=systems, rules=self.rules)
         moved._locations = dict(self._locations)
         return moved

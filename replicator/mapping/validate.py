@@ -304,8 +304,9 @@ class RuleCheck:
                 "source.key", f"{source.label}: columns {_names(key)} are not unique (no primary key or unique index)"
             )
         for name, spec in rule.fields.items():
-            if spec.aggregate is not None:
-                self._check_aggregate(f"fields.{name}.aggregate", spec.aggregate, source)
+            terms = spec.aggregate_terms
+            for i, term in enumerate(terms):
+                self._check_aggregate(f"fields.{name}.aggregate" + (f"[{i}]" if len(terms) > 1 else ""), term)
 
     def _source_columns(self) -> Iterator[tuple[str, str]]:
         rule = self.rule
@@ -320,9 +321,11 @@ class RuleCheck:
             yield f"when_changed[{i}]", column
         for path, spec in self._values():
             yield from ((f"{path}.{sub}", column) for sub, column in _value_columns(spec))
-            if isinstance(spec, FieldSpec) and spec.aggregate is not None:
-                for aggregated, column in spec.aggregate.group_by.items():
-                    yield f"{path}.aggregate.group_by.{aggregated}", column
+            if isinstance(spec, FieldSpec):
+                for term in spec.aggregate_terms:
+                    for aggregated, source in term.group_by.items():
+                        if isinstance(source, str):
+                            yield f"{path}.aggregate.group_by.{aggregated}", source
 
     def _values(self) -> Iterator[tuple[str, ValueSpec]]:
         for name, key_spec in (self.rule.key or {}).items():
@@ -330,8 +333,9 @@ class RuleCheck:
         for name, field_spec in self.rule.fields.items():
             yield f"fields.{name}", field_spec
 
-    def _check_aggregate(self, path: str, spec: AggregateSpec, source: TableInfo) -> None:
-        table = source if spec.table is None else self._table(self.rule.source, f"{path}.table", spec.table)
+    def _check_aggregate(self, path: str, spec: AggregateSpec) -> None:
+        """An aggregate reads the target database (the applier's connection)."""
+        table = self._table(self.rule.target, f"{path}.table", spec.table)
         if table is None:
             return
         columns = [(f"of[{i}]", c) for i, c in enumerate(spec.of)] + [
@@ -349,7 +353,7 @@ class RuleCheck:
                 self.report(f"{path}.{sub}", f"{table.label}.{column} is {info.type}, not a number to sum")
         if spec.join is not None:
             self._expect_columns(table, path, [("join.via", spec.join.via)])
-            joined = self._table(self.rule.source, f"{path}.join.table", spec.join.table)
+            joined = self._table(self.rule.target, f"{path}.join.table", spec.join.table)
             if joined is not None:
                 conditions = [("join.key", spec.join.key), *_condition_columns("join.where", spec.join.where)]
                 self._expect_columns(joined, path, conditions)
@@ -458,6 +462,9 @@ class RuleCheck:
         if lookup is None or lookup.table is None:
             return
         table = self._table(self.rule.target, f"{path}.lookup.table", lookup.table)
+        if table is not None and not lookup.match:  # an identity look-up reading a column of the row
+            self._expect_columns(table, f"{path}.lookup", [("returns", lookup.returns)])
+            return
         if table is None:
             return
         self._expect_columns(table, f"{path}.lookup", [(f"match.{c}", c) for c in lookup.match])

@@ -285,11 +285,10 @@ def target_dialect(target: TargetConfig) -> TargetDialect:
 def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
     """Wire one configured target: mappings, dialect, the topics of the systems it applies from."""
     from replicator.mapping.engine import MappingEngine
-    from replicator.mapping.loader import load_mappings
 
     target = config.target(target_name)
     assert config.mappings is not None
-    mapping_set = load_mappings(config.mappings)
+    mapping_set = config.mapping_set()
     if target.system not in mapping_set.systems:
         raise ConfigError(f"target {target.name}: system {target.system!r} is not in the mappings")
     dialect = target_dialect(target)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy import URL, Engine, create_engine, make_url
 
+from replicator.demo.schemas import load_erp_schema, load_shop_schema
 from replicator.devstack import mariadb_connect
 from replicator.errors import ConfigError
 from replicator.mapping.engine import MappingEngine
@@ -26,6 +27,7 @@ from tests.conftest import MariaDatabase, PgDatabase
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "mappings" / "examples" / "customers.yaml"
+SHIPPED = Path(__file__).resolve().parents[2] / "mappings" / "prestashop-odoo"
 
 # Real PrestaShop 8 columns (install-dev/data/db_structure.sql), trimmed to what the example touches and the
 # NOT NULL columns around it.
@@ -124,6 +126,18 @@ def engines(pg_database: PgDatabase, mariadb_database: MariaDatabase) -> Iterato
     yield created
     for engine in created.values():
         engine.dispose()
+
+
+def test_the_shipped_prestashop_odoo_mappings_fit_the_demo_schemas(
+    engines: dict[str, Engine], pg_database: PgDatabase, mariadb_database: MariaDatabase
+) -> None:
+    with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as conn:
+        load_shop_schema(conn, replicator_tables=True)
+    with psycopg.connect(pg_database.dsn) as conn:
+        load_erp_schema(conn)
+    mappings = load_mappings(SHIPPED).with_namespace("shop", mariadb_database.name)
+
+    assert validate_against_databases(mappings, engines) == []
 
 
 def test_example_mapping_validates_against_real_column_names(
@@ -304,8 +318,9 @@ rules:
         aggregate:
           of: [quantity]
           minus: [reserved_qty]
+          table: mirror_quant
           group_by: {product_id: product_id}
-          join: {table: stock_location, via: location_id, where: [{column: usage, eq: internal}]}
+          join: {table: mirror_location, via: location_id, where: [{column: usage, eq: internal}]}
         cast: int
         owner: erp
   - name: products
@@ -338,6 +353,9 @@ def test_aggregates_lookups_policies_and_inserts_are_checked(
            id_product INT UNSIGNED NOT NULL, id_product_attribute INT UNSIGNED NOT NULL,
            id_shop INT UNSIGNED NOT NULL, id_shop_group INT UNSIGNED NOT NULL, quantity INT NOT NULL DEFAULT 0,
            UNIQUE KEY product_sqlstock (id_product, id_product_attribute, id_shop, id_shop_group))""",
+        "CREATE TABLE mirror_location (id INT NOT NULL PRIMARY KEY, `usage` VARCHAR(16) NOT NULL)",
+        """CREATE TABLE mirror_quant (id INT NOT NULL PRIMARY KEY, product_id INT NOT NULL, location_id INT NOT NULL,
+           quantity DECIMAL(20,6), reserved_quantity DECIMAL(20,6))""",
         """CREATE TABLE ps_product (id_product INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
            reference VARCHAR(64), date_add DATETIME NOT NULL)""",
         """CREATE TABLE ps_order_detail (id_order_detail INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -360,7 +378,8 @@ def test_aggregates_lookups_policies_and_inserts_are_checked(
     problems = validate_against_databases(load_mappings(path), engines)
 
     assert problems == [
-        f"{path}: rules[0].fields.quantity.aggregate.minus[0]: erp public.stock_quant has no column 'reserved_qty'",
+        f"{path}: rules[0].fields.quantity.aggregate.minus[0]: shop {mariadb_database.name}.mirror_quant has no "
+        "column 'reserved_qty'",
         f"{path}: rules[1].fields.create_date: erp public.product_product.create_date is TIMESTAMP: it would "
         "receive date-time values as they travel (epoch numbers or ISO text): add cast: datetime, or tz",
         f"{path}: rules[2].fields.product_id.lookup.match: warning: erp public.product_product has no index on "

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER
 from replicator.errors import SkippableRecordError
@@ -664,13 +665,20 @@ key:
   id_product: {lookup: {identity: product, from: product_id}}
   id_product_attribute: {const: 0}
 on_delete: recompute
+when_changed: [product_id, location_id, quantity, reserved_quantity]
 fields:
   quantity:
     aggregate:
-      of: [quantity]
-      minus: [reserved_quantity]
-      group_by: {product_id: product_id}
-      join: {table: stock_location, via: location_id, where: [{column: usage, eq: internal}]}
+      - of: [quantity]
+        minus: [reserved_quantity]
+        table: mirror_quant
+        group_by: {product_id: product_id}
+        join: {table: mirror_location, via: location_id, where: [{column: usage, eq: internal}]}
+      - of: [product_quantity]
+        table: ps_order_detail
+        group_by: {product_id: {key: id_product}}
+        join: {table: ps_orders, via: id_order, key: id_order, where: [{column: current_state, not_in: [6, 8]}]}
+        negate: true
     cast: int
     owner: erp
 """
@@ -685,23 +693,49 @@ fields: {default_code: reference}
 QUANT = {"id": 1, "product_id": 9, "location_id": 8, "quantity": "10.000", "reserved_quantity": "2.000"}
 
 
-def test_an_aggregate_is_one_query_for_the_applier() -> None:
+def test_an_aggregate_is_one_query_of_several_terms_on_the_target_database() -> None:
     (op,) = engine(STOCK, PRODUCTS).ops_for(erp_event("stock_quant", "c", after=QUANT))
     aggregate = op.fields["quantity"].value
 
     assert op.fields["quantity"].policy is Policy.OWNER
     assert aggregate == ops.Aggregate(
-        system="erp", table="public.stock_quant", function="sum", group=(("product_id", 9),),
-        add=("quantity",), subtract=("reserved_quantity",),
-        join=ops.AggregateJoin(table="public.stock_location", on="location_id", key="id",
-                               where=(ops.Condition("usage", "eq", "internal"),)),
+        system="shop",
+        terms=(
+            ops.AggregateTerm(
+                table="prestashop.mirror_quant", function="sum", group=(("product_id", 9),),
+                add=("quantity",), subtract=("reserved_quantity",),
+                join=ops.AggregateJoin(table="prestashop.mirror_location", on="location_id", key="id",
+                                       where=(ops.Condition("usage", "eq", "internal"),)),
+            ),
+            ops.AggregateTerm(
+                table="prestashop.ps_order_detail", function="sum",
+                group=(("product_id", ops.TargetKeyValue("id_product")),), add=("product_quantity",),
+                join=ops.AggregateJoin(table="prestashop.ps_orders", on="id_order", key="id_order",
+                                       where=(ops.Condition("current_state", "not_in", (6, 8)),)),
+                negate=True,
+            ),
+        ),
         integer=True,
     )  # fmt: skip
-    assert aggregate.sql('"') == (
+    bound = aggregate.bind({"id_product": 3, "id_product_attribute": 0})
+    assert bound.sql("`") == (
+        "SELECT FLOOR(COALESCE((SELECT COALESCE(SUM(COALESCE(a.`quantity`, 0) - COALESCE(a.`reserved_quantity`, 0)), "
+        "0) FROM `prestashop`.`mirror_quant` AS a JOIN `prestashop`.`mirror_location` AS j ON j.`id` = "
+        "a.`location_id` AND j.`usage` = %s WHERE a.`product_id` = %s), 0) - COALESCE((SELECT "
+        "COALESCE(SUM(COALESCE(a.`product_quantity`, 0)), 0) FROM `prestashop`.`ps_order_detail` AS a JOIN "
+        "`prestashop`.`ps_orders` AS j ON j.`id_order` = a.`id_order` AND j.`current_state` NOT IN (%s, %s) "
+        "WHERE a.`product_id` = %s), 0))",
+        ("internal", 9, 6, 8, 3),
+    )
+
+
+def test_a_single_term_aggregate_is_a_plain_query() -> None:
+    term = ops.AggregateTerm(table="public.stock_quant", function="sum", group=(("product_id", 9),),
+                             add=("quantity",), subtract=("reserved_quantity",))
+    assert ops.Aggregate(system="erp", terms=(term,), integer=True).sql('"') == (
         'SELECT FLOOR(COALESCE(SUM(COALESCE(a."quantity", 0) - COALESCE(a."reserved_quantity", 0)), 0)) '
-        'FROM "public"."stock_quant" AS a JOIN "public"."stock_location" AS j ON j."id" = a."location_id" '
-        'AND j."usage" = %s WHERE a."product_id" = %s',
-        ("internal", 9),
+        'FROM "public"."stock_quant" AS a WHERE a."product_id" = %s',
+        (9,),
     )
 
 
@@ -710,17 +744,18 @@ def test_aggregate_sql_for_mariadb_and_every_condition() -> None:
         ops.Condition("a", "in", (1, 2)), ops.Condition("b", "not_in", ("x",)), ops.Condition("c", "is_null"),
         ops.Condition("d", "not_null"), ops.Condition("e", "ge", 3), ops.Condition("f", "starts_with", "50%_\\"),
     )  # fmt: skip
-    aggregate = ops.Aggregate(
-        system="shop", table="prestashop.ps_stock_mvt", function="count", group=(("id_stock", 4),), where=conditions
-    )
-    maximum = ops.Aggregate(system="shop", table="db.t", function="max", group=(("k", 1),), add=("v",))
+    counted = ops.AggregateTerm(table="prestashop.ps_stock_mvt", function="count", group=(("id_stock", 4),),
+                                where=conditions)
+    maximum = ops.AggregateTerm(table="db.t", function="max", group=(("k", 1),), add=("v",))
 
-    assert aggregate.sql("`") == (
+    assert ops.Aggregate(system="shop", terms=(counted,)).sql("`") == (
         "SELECT COUNT(*) FROM `prestashop`.`ps_stock_mvt` AS a WHERE a.`id_stock` = %s AND a.`a` IN (%s, %s) "
         "AND a.`b` NOT IN (%s) AND a.`c` IS NULL AND a.`d` IS NOT NULL AND a.`e` >= %s AND a.`f` LIKE %s",
         (4, 1, 2, "x", 3, "50\\%\\_\\\\%"),
     )
-    assert maximum.sql("`") == ("SELECT MAX(a.`v`) FROM `db`.`t` AS a WHERE a.`k` = %s", (1,))
+    assert ops.Aggregate(system="shop", terms=(maximum,)).sql("`") == (
+        "SELECT COALESCE((SELECT MAX(a.`v`) FROM `db`.`t` AS a WHERE a.`k` = %s), 0)", (1,)
+    )
 
 
 def test_an_aggregate_is_recomputed_when_a_row_is_deleted_or_leaves_its_group() -> None:
@@ -733,13 +768,19 @@ def test_an_aggregate_is_recomputed_when_a_row_is_deleted_or_leaves_its_group() 
     unchanged = mapped.ops_for(erp_event("stock_quant", "u", before=QUANT, after={**QUANT, "in_date": 1}))
 
     assert deleted.kind is OpKind.UPSERT
-    assert deleted.fields["quantity"].value.group == (("product_id", 9),)
-    assert [op.fields["quantity"].value.group for op in (old_group, new_group)] == [
+    assert deleted.fields["quantity"].value.terms[0].group == (("product_id", 9),)
+    assert [op.fields["quantity"].value.terms[0].group for op in (old_group, new_group)] == [
         (("product_id", 9),),
         (("product_id", 10),),
     ]
     assert relocated.key["id_product"] == Lookup(kind="identity", entity="product", source_key="9")
-    assert unchanged == []
+    assert unchanged == []  # when_changed: a column the aggregate does not depend on
+
+
+def test_an_aggregate_group_from_the_key_must_name_a_key_column() -> None:
+    rule = STOCK.replace("{key: id_product}", "{key: id_shop}")
+    with pytest.raises(ValidationError, match=r"\{key: id_shop\} is not a column of the rule's 'key'"):
+        engine(rule, PRODUCTS)
 
 
 # --- the example and golden envelopes --------------------------------------------------------------------

@@ -197,11 +197,17 @@ def test_problems_of_every_file_are_reported_together(tmp_path: Path) -> None:
          "rules[0].fields.email.lookup: an identity lookup needs both 'identity' (the entity) and 'from' "
          "(a source column)"),
         (("email: email", "email: {lookup: {identity: customer, from: a, table: t}}"),
+         "rules[0].fields.email.lookup: an identity lookup returning a column of the identified row needs 'table' "
+         "and 'returns'"),
+        (("email: email", "email: {lookup: {identity: customer, from: a, match: {x: y}}}"),
          "rules[0].fields.email.lookup: give either 'identity' and 'from', or 'table' and 'match' "
          "(and maybe 'returns')"),
-        (("email: email", "email: {aggregate: {group_by: {a: b}}}"),
-         "rules[0].fields.email.aggregate: 'sum' needs 'of' (the summed columns)"),
-        (("email: email", "email: {aggregate: {of: [q], group_by: {a: b}}, policy: monotonic, order: [1]}"),
+        (("email: email", "email: {aggregate: {table: t, group_by: {a: b}}}"),
+         "rules[0].fields.email.aggregate[0]: 'sum' needs 'of' (the summed columns)"),
+        (("email: email", "email: {aggregate: [], cast: int}"),
+         "rules[0].fields.email: 'aggregate' needs at least one term"),
+        (("email: email", "email: {aggregate: {table: t, of: [q], group_by: {a: b}}, policy: monotonic, "
+                          "order: [1]}"),
          "rules[0].fields.email: an aggregate is an absolute value: use last_writer_wins or owner"),
         (("email: email", "email: {from: a, rank_by: b, policy: monotonic}"),
          "rules[0]: fields.email.rank_by: 'b' is not a monotonic field with 'order'"),

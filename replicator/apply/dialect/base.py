@@ -184,6 +184,11 @@ class TargetDialect(abc.ABC):
             where = f"({', '.join(self.quote(c) for c in key_columns)}) IN ({', '.join([one] * count)})"
         return f"SELECT {cols} FROM {self.table_ref(table)} WHERE {where}"
 
+    def lock_row(self, table: str, key_columns: Sequence[str], key: Key) -> None:
+        """Lock one row (if it exists) until the transaction ends."""
+        where = " AND ".join(f"{self.quote(c)} = %s" for c in key_columns)
+        self.execute(f"SELECT 1 FROM {self.table_ref(table)} WHERE {where} FOR UPDATE", list(key))
+
     def insert_returning(self, table: str, row: dict[str, Any], returning: Sequence[str]) -> dict[str, Any]:
         columns = tuple(row)
         sql = self._insert_sql(table, columns, tuple(returning))

@@ -51,8 +51,10 @@ class MariaDbDialect(TargetDialect):
                 database=info.database, autocommit=True, charset="utf8mb4",
                 # skip_replication tags every event this session writes to the binlog (no privilege needed),
                 # so the shop's capture recognises the replicator's writes and does not send them back.
-                init_command=("SET SESSION skip_replication=1, time_zone='+00:00'" if tag_writes
-                              else "SET SESSION time_zone='+00:00'"),
+                # READ COMMITTED: an aggregate read after locking its target row must see the shop's
+                # transactions that committed while we waited for that lock (REPEATABLE READ would not).
+                init_command=("SET SESSION skip_replication=1, time_zone='+00:00', tx_isolation='READ-COMMITTED'"
+                              if tag_writes else "SET SESSION time_zone='+00:00'"),
             )
         except pymysql.err.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None
