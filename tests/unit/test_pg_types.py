@@ -364,7 +364,7 @@ def test_scalar_values(type_oid: int, typmod: int, text: str, expected: object) 
 @pytest.mark.parametrize(
     ("type_oid", "text"),
     [
-        (16, "true"),
+        (16, "yes"),
         (17, "\\001"),  # bytea_output=escape
         (1082, "03/01/2024"),  # DateStyle SQL
         (1083, "10:15"),
@@ -556,3 +556,10 @@ def test_floats_and_their_special_values(number: float) -> None:
         assert not math.isfinite(number)
     else:
         assert decoded == number
+
+
+def test_booleans_decode_from_pgoutput_and_from_the_snapshots_text_cast() -> None:
+    decode = make_decoder(16, 16)  # pgoutput sends 't'/'f'; the snapshot selects column::text, 'true'/'false'
+    assert [decode(t) for t in ("t", "f", "true", "false")] == [True, False, True, False]
+    with pytest.raises(ValueError, match="not a PostgreSQL boolean: 'yes'"):
+        decode("yes")

@@ -291,9 +291,10 @@ def _decode_interval(text: str) -> int:
 
 
 def _decode_bool(text: str) -> bool:
-    if text == "t":
+    # pgoutput sends boolout's 't'/'f'; the snapshot's `column::text` cast gives 'true'/'false'.
+    if text in ("t", "true"):
         return True
-    if text == "f":
+    if text in ("f", "false"):
         return False
     raise ValueError(f"not a PostgreSQL boolean: {text!r}")
 
