@@ -734,6 +734,9 @@ class CompiledRule:
             return []
         if changed & self.key_columns and not self.is_append:
             return self._moved(before, after, version)
+        if self.is_append:
+            # An appended row is a new row: every field, constants included (a history row's id_employee).
+            return [self._op(self.mode_kind, after, self._changes(self.fields, after, before), version)]
         fields = [f for f in self.fields if f.is_aggregate or f.columns & changed]
         if not fields:
             return []

@@ -1,0 +1,166 @@
+"""The shop <-> ERP product end to end: the demo schemas, the shipped mappings (mappings/prestashop-odoo),
+both captures and both appliers running at once, driven by the business simulators."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from replicator.devstack import ConnectionSettings
+from replicator.simulate.erp import ErpSimulator
+from replicator.simulate.shop import ShopSimulator
+from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.pipeline import running_pipeline, wait_until
+from tests.support.prestashop_odoo import ShopErp, drop_writer_origins, make_shop_erp, quantity_watch
+
+pytestmark = pytest.mark.e2e
+
+REF = "DEMO-001"
+
+
+@pytest.fixture
+def sides(devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[ShopErp]:
+    made = make_shop_erp(devstack, pg_database, mariadb_database, tmp_path, monkeypatch)
+    yield made
+    drop_writer_origins(made)
+
+
+@contextlib.contextmanager
+def simulators(sides: ShopErp, seed: int = 1) -> Iterator[tuple[ShopSimulator, ErpSimulator]]:
+    shop = ShopSimulator(sides.shop_connect, seed=seed)
+    erp = ErpSimulator(sides.erp_connect, seed=seed)
+    try:
+        yield shop, erp
+    finally:
+        shop.close()
+        erp.close()
+
+
+def _describe(sides: ShopErp) -> str:
+    return "\n".join([
+        f"dead letters: {sides.dead_letters()}",
+        f"shop orders: {sides.shop_sql('SELECT id_order, current_state, valid FROM ps_orders')}",
+        f"erp orders: {sides.erp_sql('SELECT id, name, origin, state FROM sale_order')}",
+    ])
+
+
+def test_every_flow_goes_through_capture_kafka_and_apply_in_both_directions(sides: ShopErp) -> None:
+    with running_pipeline(sides.config) as pipeline, simulators(sides) as (shop, erp):
+        wait_until(sides.snapshot_applied, "the initial snapshot on both sides", 120, pipeline)
+        # Customers who existed on both sides were linked by e-mail, not duplicated.
+        assert sides.erp_one("SELECT COUNT(*) FROM res_partner WHERE email = 'bruno.keller@example.com'") == 1
+
+        # A new shop customer becomes one partner with a delivery child, once, even after several orders.
+        customer = shop.sign_up()
+        wait_until(lambda: sides.erp_one("SELECT COUNT(*) FROM res_partner WHERE ref = %s", (f"PS-C{customer}",)) == 1,
+                   "the new customer's partner", 60, pipeline, lambda: _describe(sides))
+        partner = sides.erp_one("SELECT id FROM res_partner WHERE ref = %s", (f"PS-C{customer}",))
+        address = sides.shop_one("SELECT id_address FROM ps_address WHERE id_customer = %s", (customer,))
+        wait_until(lambda: sides.erp_one("SELECT parent_id FROM res_partner WHERE ref = %s",
+                                         (f"PS-A{address}",)) == partner, "the address's child partner", 60, pipeline)
+
+        # An order with its lines becomes a sale order with the same lines, products linked by reference.
+        before = sides.shop_quantity(REF)
+        order = shop.place_order(customer, [(sides.shop_product(REF), 2), (sides.shop_product("DEMO-002"), 1)])
+        second = shop.place_order(customer, [(sides.shop_product("DEMO-003"), 1)])
+        assert order is not None and second is not None
+        assert sides.shop_quantity(REF) == before - 2  # PrestaShop's own decrement at order time
+        wait_until(lambda: sides.sale_order_of(order) is not None and sides.sale_order_of(second) is not None,
+                   "both sale orders", 60, pipeline, lambda: _describe(sides))
+        sale_order = sides.sale_order_of(order)
+        assert sides.erp_sql(
+            "SELECT p.default_code, l.product_uom_qty FROM sale_order_line l JOIN product_product p "
+            "ON p.id = l.product_id WHERE l.order_id = %s ORDER BY p.default_code", (sale_order,)
+        ) == [(REF, 2), ("DEMO-002", 1)]
+        assert sides.erp_sql("SELECT partner_id, state, client_order_ref FROM sale_order WHERE id = %s",
+                             (sale_order,)) == [(partner, "sale", sides.shop_one(
+                                 "SELECT reference FROM ps_orders WHERE id_order = %s", (order,)))]
+        assert sides.erp_one("SELECT COUNT(*) FROM res_partner WHERE ref = %s", (f"PS-C{customer}",)) == 1
+
+        # Paying creates one invoice and one payment in the shop: each arrives once in the ERP.
+        assert shop.pay_order(order)
+        reference = sides.shop_one("SELECT reference FROM ps_orders WHERE id_order = %s", (order,))
+        wait_until(lambda: sides.erp_one(
+            "SELECT COUNT(*) FROM account_payment p JOIN account_move m ON m.id = p.move_id WHERE m.ref = %s",
+            (reference,)) == 1, "the payment", 60, pipeline, lambda: _describe(sides))
+        assert sides.erp_one("SELECT COUNT(*) FROM account_move WHERE move_type = 'out_invoice' AND "
+                             "invoice_origin = %s AND partner_id = %s", (f"PS{order}", partner)) == 1
+
+        # The warehouse reserves, then ships: the shop order moves to 3, then 4, with one history row each,
+        # and the shop's stock does not move (the sale was already counted at order time).
+        assert erp.confirm_and_reserve(sale_order)
+        wait_until(lambda: sides.shop_one("SELECT current_state FROM ps_orders WHERE id_order = %s", (order,)) == 3,
+                   "the shop order in processing", 60, pipeline, lambda: _describe(sides))
+        assert erp.deliver(sale_order)
+        wait_until(lambda: sides.shop_one("SELECT current_state FROM ps_orders WHERE id_order = %s", (order,)) == 4,
+                   "the shop order shipped", 60, pipeline, lambda: _describe(sides))
+        assert sides.shop_sql("SELECT id_order_state, id_employee FROM ps_order_history WHERE id_order = %s "
+                              "ORDER BY id_order_history", (order,)) == [(10, 0), (2, 1), (3, 0), (4, 0)]
+        assert sides.shop_one("SELECT valid FROM ps_orders WHERE id_order = %s", (order,)) == 1
+        assert sides.shop_quantity(REF) == before - 2
+
+        # The ERP cancels the other order before reserving it: the shop cancels it and sells its unit again.
+        third_before = sides.shop_quantity("DEMO-003")
+        assert erp.cancel(sides.sale_order_of(second))
+        wait_until(lambda: sides.shop_quantity("DEMO-003") == third_before + 1, "the cancelled unit back on sale",
+                   60, pipeline, lambda: _describe(sides))
+        assert sides.shop_sql("SELECT current_state, valid FROM ps_orders WHERE id_order = %s", (second,)) == [(6, 0)]
+        assert sides.shop_one("SELECT id_order_state FROM ps_order_history WHERE id_order = %s "
+                              "ORDER BY id_order_history DESC LIMIT 1", (second,)) == 6
+
+        # Details both ways: an ERP e-mail edit reaches the customer; a shop address edit of a used address
+        # is a copy (PrestaShop) that becomes a new child partner, the old one archived.
+        erp.edit_partner(partner, email="new.mail@example.com")
+        wait_until(lambda: sides.shop_one("SELECT email FROM ps_customer WHERE id_customer = %s",
+                                          (customer,)) == "new.mail@example.com", "the ERP e-mail in the shop", 60,
+                   pipeline)
+        copy = shop.edit_address(address, city="Lyon")
+        assert copy != address
+        wait_until(lambda: sides.erp_sql("SELECT active, city FROM res_partner WHERE ref IN (%s, %s) ORDER BY ref",
+                                         (f"PS-A{address}", f"PS-A{copy}")) == [(False, sides.shop_one(
+                                             "SELECT city FROM ps_address WHERE id_address = %s", (address,))),
+                                                                                 (True, "Lyon")],
+                   "the copied address", 60, pipeline)
+
+        # After quiet, nothing was echoed back or dead-lettered, and stock agrees everywhere.
+        for ref in (REF, "DEMO-002", "DEMO-003"):
+            wait_until(lambda ref=ref: sides.shop_quantity(ref) == int(sides.erp_free_quantity(ref)),
+                       f"{ref}: shop = ERP free", 60, pipeline)
+        assert sides.dead_letters() == []
+
+
+def test_a_restock_never_resurrects_units_the_shop_sold_while_the_erp_was_away(sides: ShopErp) -> None:
+    product_shop, product_erp = sides.shop_product(REF), sides.erp_product(REF)
+    # Stock 10 on both sides before replication starts.
+    sides.shop_sql("UPDATE ps_stock_available SET quantity = 10, physical_quantity = 10 WHERE id_product = %s",
+                   (product_shop,))
+    sides.erp_sql("UPDATE stock_quant SET quantity = CASE WHEN quantity > 0 THEN 10 ELSE -10 END "
+                  "WHERE product_id = %s", (product_erp,))
+    with running_pipeline(sides.config) as pipeline, simulators(sides) as (shop, erp), \
+            quantity_watch(sides, REF) as seen:
+        wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+        assert sides.shop_quantity(REF) == 10
+
+        # The ERP is paused (nobody processes orders there); the shop sells 3.
+        order = shop.place_order(1, [(product_shop, 3)])
+        assert order is not None
+        assert sides.shop_quantity(REF) == 7
+        wait_until(lambda: sides.sale_order_of(order) is not None, "the order in the ERP", 60, pipeline)
+
+        # The ERP restocks +5 before it has processed the order: 12 in the shop, never 15.
+        erp.restock(product_erp, 5)
+        wait_until(lambda: sides.shop_quantity(REF) == 12, "12 in the shop after the restock", 60, pipeline,
+                   lambda: f"values seen: {seen}")
+
+        # The ERP confirms and reserves the order: still 12.
+        assert erp.confirm_and_reserve(sides.sale_order_of(order))
+        wait_until(lambda: sides.shop_one("SELECT current_state FROM ps_orders WHERE id_order = %s", (order,)) == 3,
+                   "the reservation applied in the shop", 60, pipeline)
+        assert sides.shop_quantity(REF) == 12
+        assert sides.erp_free_quantity(REF) == 12
+    assert 15 not in seen and max(seen[seen.index(7):]) == 12, f"values seen: {seen}"
+    assert sides.dead_letters() == []
