@@ -763,14 +763,15 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("          version_json", "apply/applier.py", "version_json"),
     ("          RowStore.insert", "apply/rows.py", "insert"),
     ("      RowStore.flush", "apply/rows.py", "flush"),
-    ("        insert_many (executemany)", "dialect/base.py", "insert_many"),
-    ("        store_row_versions (executemany)", "/dialect/", "store_row_versions"),
+    ("        insert_many (multi-row INSERTs)", "/dialect/", "insert_many"),
+    ("        store_row_versions (multi-row upserts)", "/dialect/", "store_row_versions"),
     ("      progress_for (resume offsets)", "pipeline/apply_runner.py", "progress_for"),
     ("      save_progress", "/dialect/", "save_progress"),
     ("      commit", "/dialect/", "commit"),
     ("    audit records to Kafka", "pipeline/apply_runner.py", "_publish_outcomes"),
     ("(any caller) dialect.execute: one statement", "/dialect/", "execute"),
     ("(any caller) dialect.execute_many", "/dialect/", "execute_many"),
+    ("(any caller) dialect.execute_generated: long IN/VALUES lists", "/dialect/", "execute_generated"),
 )
 
 

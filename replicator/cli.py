@@ -220,6 +220,37 @@ def run(
         raise typer.Exit(code=1)
 
 
+@app.command("demo")
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds of simulated business", min=1)] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed of both simulators")] = 7,
+    shop_rate: Annotated[float, typer.Option(help="Shop actions per second (orders, sign-ups, ...)", min=0.1)] = 8,
+    erp_rate: Annotated[float, typer.Option(help="ERP actions per second (reservations, deliveries, ...)",
+                                            min=0.1)] = 6,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave the pipeline running afterwards (`replicator dev down` stops it)")] = False,
+    state_dir: StateDirOption = None,
+) -> None:
+    """A PrestaShop shop and an Odoo ERP replicated live on the local stack, then a convergence report.
+
+    Starts the stack, loads fresh demo databases (prestashop, odoo) and runs the pipeline.
+
+    Both business simulators then run with a live view; afterwards the ERP settles and every flow is checked.
+    Exit code 1 if the two sides still differ.
+    """
+    from replicator.demo.run import DemoOptions, run_demo
+    from replicator.devstack import default_state_dir
+
+    options = DemoOptions(state_dir=(state_dir or default_state_dir()).resolve(), duration_s=duration, seed=seed,
+                          shop_rate=shop_rate, erp_rate=erp_rate, keep_running=keep_running)
+    try:
+        code = run_demo(options, console)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        raise typer.Exit(code=130) from None
+    raise typer.Exit(code=code)
 
 
 @app.command("validate")

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS replicator_mirror_quant (
   id INT NOT NULL PRIMARY KEY,
   product_id INT NOT NULL,
   location_id INT NOT NULL,
+  location_usage VARCHAR(16) NOT NULL,
   quantity DECIMAL(20,6) NOT NULL DEFAULT 0,
   reserved_quantity DECIMAL(20,6) NOT NULL DEFAULT 0,
   KEY product_id (product_id)

@@ -10,14 +10,16 @@ change is dead-lettered are held behind it, not applied out of order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -25,8 +27,9 @@ from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_val
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
 from replicator.conflict.resolver import Decision, FieldState, Resolution, resolve
-from replicator.errors import FatalError, MissingReferenceError, SkippableRecordError
+from replicator.errors import FatalError, MissingReferenceError, RetriableError, SkippableRecordError
 from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, TargetOp, Version
+from replicator.mapping.spec import value_text
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,15 @@ def _data_error_types() -> tuple[type[BaseException], ...]:
         pymysql.err.DataError,
         pymysql.err.IntegrityError,
     )
+
+
+def _transient_error_types() -> tuple[type[BaseException], ...]:
+    """Errors after which the same batch may succeed: deadlocks, lock-wait timeouts, serialization
+    failures, lost connections (psycopg and PyMySQL both class them as OperationalError)."""
+    import psycopg
+    import pymysql
+
+    return (psycopg.OperationalError, pymysql.err.OperationalError)
 
 
 @dataclass
@@ -78,6 +90,11 @@ def canonical(value: Any) -> Any:
     """A JSON-safe form of a column value that is equal for equal values whatever the driver returned:
     numbers by value (5, 5.0, Decimal('5.00') alike), booleans as 0/1 (MariaDB has no boolean), times as
     ISO text (UTC ones without their offset, as naive UTC columns return them)."""
+    cls = value.__class__
+    if cls is str or value is None:
+        return value
+    if cls is int and -_EXACT_INT < value < _EXACT_INT:
+        return str(value)  # what the Decimal round trip below gives a whole number of this size
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, Decimal | float) or (isinstance(value, int) and not isinstance(value, bool)):
@@ -90,6 +107,9 @@ def canonical(value: Any) -> Any:
     if isinstance(value, date | time_of_day):
         return value.isoformat()
     return value
+
+
+_EXACT_INT = 10**18
 
 
 def version_json(version: Version, value: Any, rank: int | None = None) -> dict[str, Any]:
@@ -113,12 +133,15 @@ class Applier:
         consumer: str,
         target_system: str,
         target_priority: int = 100,
+        local_times: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.dialect = dialect
         self.ops_for = ops_for
         self.consumer = consumer
         self.target_system = target_system
         self.target_priority = target_priority
+        # Per target table: the column that dates local edits and its time zone (mapping `local_time`).
+        self.local_times = {table: (column, ZoneInfo(zone)) for table, (column, zone) in (local_times or {}).items()}
         self.shapes = TableShapes(dialect)
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
@@ -219,6 +242,13 @@ class Applier:
                 outcomes = self._apply_all(units, sources, isolate=True, may_defer=may_defer)
             dialect.save_progress(self.consumer, progress_for(outcomes))
             dialect.commit()
+        except _transient_error_types() as exc:
+            # A deadlock with a local transaction (a shop order locking the stock row the batch recomputes),
+            # a lock-wait timeout, a lost connection: nothing of the batch is committed; the supervisor
+            # restarts the applier, which resumes from the progress stored with the last committed batch.
+            with contextlib.suppress(*_transient_error_types()):
+                dialect.rollback()
+            raise RetriableError(f"target {self.consumer}: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             dialect.rollback()
             raise
@@ -306,7 +336,8 @@ class Applier:
             ops.extend(event_ops)
         # Aggregates (stock = mirrored ERP quants - open shop order lines) are computed after every other
         # write of the source transaction, so that they count the rows it changed, whatever its event order.
-        return [op for op in ops if not _has_aggregates(op)] + [op for op in ops if _has_aggregates(op)]
+        aggregated = [op for op in ops if _has_aggregates(op)]
+        return [op for op in ops if not _has_aggregates(op)] + aggregated if aggregated else ops
 
     def _apply_unit(self, unit: Unit, store: RowStore, outcome: UnitOutcome) -> None:
         ops = self._ops_of(unit)
@@ -320,15 +351,17 @@ class Applier:
         # Bulk look-ups ran first; what they missed may be created by an earlier op (an order's lines look
         # up the order inserted just before them), so an op with a look-up left looks again right before.
         written: set[tuple[int, str, str]] = set()  # (event, rule, column) whose value changed
+        track = any(op.when_written is not None for op in ops)  # only appends with when_written ask
         for op in ops:
             if op.when_written is not None and (op.event, *op.when_written) not in written:
                 continue  # e.g. no order-history row: the state did not move
             if _has_lookups(op):
                 self._resolve_lookups([op], strict=True)
             decisions = self._apply_op(op, store)
-            for decision in decisions:
-                if decision.write and decision.result != decision.current_value:
-                    written.add((op.event, op.mapping, decision.column))
+            if track:
+                for decision in decisions:
+                    if decision.write and decision.result != decision.current_value:
+                        written.add((op.event, op.mapping, decision.column))
             outcome.decisions.extend((op, d) for d in decisions)
 
     def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool) -> None:
@@ -346,6 +379,8 @@ class Applier:
                     else:
                         group = ("natural", value.table, tuple(c for c, _ in value.match), value.returns)
                     wanted.setdefault(group, []).append(value)
+        if not wanted:
+            return  # no look-up anywhere: nothing to replace
         results: dict[Lookup, Any] = {}
         for group, lookups in wanted.items():
             if group[0] == "identity":
@@ -415,15 +450,16 @@ class Applier:
                     op.key = dict(zip(pk, orjson.loads(target), strict=True))
         per_table: dict[str, tuple[set[Key], set[str]]] = {}
         for op in ops:
-            pk = self.shapes.primary_key(op.table)
-            if not all(c in op.key for c in pk):
+            key = _key_of(op.key, self.shapes.primary_key(op.table))
+            if key is None:
                 continue
-            key = tuple(op.key[c] for c in pk)
-            keys, columns = per_table.setdefault(op.table, (set(), set()))
-            keys.add(key)
-            columns.update(op.fields)
+            entry = per_table.get(op.table)
+            if entry is None:
+                entry = per_table[op.table] = (set(), set())
+            entry[0].add(key)
+            entry[1].update(op.fields)
         for table, (keys, columns) in per_table.items():
-            store.load(table, self.shapes.primary_key(table), keys, sorted(columns))
+            store.load(table, self.shapes.primary_key(table), keys, self._columns_to_read(table, columns))
 
     def _link_by_match(self, op: TargetOp, system: str) -> str | None:
         """A row that existed before replication: find it by its natural key and record the link.
@@ -473,16 +509,16 @@ class Applier:
         changed the row (a shop order decrementing its stock) is then either committed and counted, or
         waits for us and applies its change on top of our value. The row is re-read after the lock, so the
         conflict resolver compares with what the row really holds."""
-        aggregates = {c: ch for c, ch in op.fields.items() if isinstance(ch.value, Aggregate)}
-        if not aggregates:
+        if not _has_aggregates(op):
             return
+        aggregates = {c: ch for c, ch in op.fields.items() if isinstance(ch.value, Aggregate)}
         pk = self.shapes.primary_key(op.table)
         if all(c in op.key for c in pk):
             key = tuple(op.key[c] for c in pk)
             store.flush()
             self.dialect.lock_row(op.table, pk, key)
             store.forget(op.table, key)
-            store.load(op.table, pk, [key], sorted(op.fields))
+            store.load(op.table, pk, [key], self._columns_to_read(op.table, op.fields))
         for column, change in aggregates.items():
             value = change.value
             assert isinstance(value, Aggregate)
@@ -506,20 +542,22 @@ class Applier:
 
     def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision]:
         pk = self.shapes.primary_key(op.table)
-        if op.identity is not None and not all(c in op.key for c in pk):
-            # Created by an earlier op of this unit (after the unit's identities were looked up)?
-            created = self._created_identities.get((op.identity[0], op.version.system if op.version else "",
-                                                    op.identity[1]))
-            if created is not None:
-                op.key = dict(zip(pk, created, strict=True))
-        if op.key and not all(c in op.key for c in pk):
-            self._find_primary_key(op, pk, store)
-        key = tuple(op.key[c] for c in pk) if all(c in op.key for c in pk) else None
+        key = _key_of(op.key, pk)
+        if key is None:
+            if op.identity is not None:
+                # Created by an earlier op of this unit (after the unit's identities were looked up)?
+                created = self._created_identities.get((op.identity[0], op.version.system if op.version else "",
+                                                        op.identity[1]))
+                if created is not None:
+                    op.key = dict(zip(pk, created, strict=True))
+            if op.key and not all(c in op.key for c in pk):
+                self._find_primary_key(op, pk, store)
+            key = _key_of(op.key, pk)
         if op.kind is not OpKind.DELETE:
             self._resolve_aggregates(op, store)
-        cached = store.get(op.table, key) if key is not None and store.known(op.table, key) else None
+        cached = store.cached(op.table, key) if key is not None else None
         if cached is None and key is not None:
-            store.load(op.table, pk, [key], sorted(op.fields))
+            store.load(op.table, pk, [key], self._columns_to_read(op.table, op.fields))
             cached = store.get(op.table, key)
         exists = cached is not None and cached.values is not None
 
@@ -536,7 +574,8 @@ class Applier:
             store.insert(op.table, row)
             return []
 
-        states = self._field_states(op, cached)
+        # A missing row's fields are decided without their states (nothing competes with the incoming values).
+        states = self._field_states(op, cached) if exists or (cached is not None and cached.versions) else {}
         resolution: Resolution = resolve(op, states, exists)
         writes = dict(resolution.writes)
         if exists and key is not None and cached is not None and cached.values is not None:
@@ -568,13 +607,42 @@ class Applier:
             store.versions_changed(op.table, key)
         return list(resolution.decisions)
 
+    @staticmethod
+    def _held_rank(change: FieldChange, stored: dict[str, Any] | None, current: Any, written: Any,
+                   values: dict[str, Any] | None) -> int | None:
+        """The rank of the value the replicator wrote, or, when the value was edited locally since (or
+        never written by us), the declared rank of the value the row holds now: a shop order cancelled in
+        the shop must not be revived by the ERP's later 'processing'."""
+        if stored is not None and current == written and stored.get("rank") is not None:
+            return int(stored["rank"])
+        return _rank_of_current(change, values)
+
+    def _columns_to_read(self, table: str, columns: Iterable[str]) -> list[str]:
+        local_time = self.local_times.get(table)
+        return sorted({*columns, local_time[0]} if local_time is not None else set(columns))
+
+    def _local_version(self, table: str, cached: CachedRow | None) -> Version | None:
+        """When the row was last written by someone else than us: the database's commit time (PostgreSQL),
+        or the row's own change-time column (`local_time`: PrestaShop's date_upd on MariaDB). The shop's
+        binlog events carry whole seconds too, so both sides compare a shop edit with the same time."""
+        if cached is None:
+            return None
+        if cached.xact_ts_ms is not None:
+            return Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
+        local_time = self.local_times.get(table)
+        if local_time is None or cached.values is None:
+            return None
+        moment = cached.values.get(local_time[0])
+        if not isinstance(moment, datetime):
+            return None  # null or a zero date: unknown
+        ts_ms = int(moment.replace(tzinfo=local_time[1]).timestamp() * 1000)
+        return Version(ts_ms, self.target_system, self.target_priority, "")
+
     def _field_states(self, op: TargetOp, cached: CachedRow | None) -> dict[str, FieldState]:
         states: dict[str, FieldState] = {}
         values = cached.values if cached is not None and cached.values is not None else None
         versions = cached.versions if cached is not None else {}
-        local = None
-        if cached is not None and cached.xact_ts_ms is not None:
-            local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
+        local = self._local_version(op.table, cached)
         for column in op.fields:
             stored = versions.get(column)
             current = None if values is None else values.get(column)
@@ -588,20 +656,43 @@ class Applier:
                 version=None if stored is None else version_from_json(stored),
                 written=written,
                 local_version=local,
-                # The rank of the value the replicator wrote; a value edited locally since has no known rank.
-                rank=None if stored is None or current != written else stored.get("rank"),
+                rank=self._held_rank(op.fields[column], stored, current, written, values),
             )
         return states
 
 
+def _rank_of_current(change: FieldChange, values: dict[str, Any] | None) -> int | None:
+    """The declared rank of what the target row holds now (a local edit: PrestaShop cancelling an order)."""
+    ranking = change.ranking
+    if ranking is None or values is None:
+        return None
+    return ranking.ranks.get(value_text(values.get(ranking.column)))
+
+
+def _key_of(key: dict[str, Any], pk: tuple[str, ...]) -> Key | None:
+    """The primary key values of a row from its key columns, or None if some are missing."""
+    try:
+        return tuple([key[c] for c in pk])
+    except KeyError:
+        return None
+
+
 def _has_aggregates(op: TargetOp) -> bool:
-    return any(isinstance(f.value, Aggregate) for f in op.fields.values())
+    # Plain loops, not any(generator): these run for every op, several times.
+    for change in op.fields.values():  # noqa: SIM110
+        if isinstance(change.value, Aggregate):
+            return True
+    return False
 
 
 def _has_lookups(op: TargetOp) -> bool:
-    return any(isinstance(v, Lookup) for v in op.key.values()) or any(
-        isinstance(f.value, Lookup) for f in op.fields.values()
-    )
+    for value in op.key.values():
+        if isinstance(value, Lookup):
+            return True
+    for change in op.fields.values():  # noqa: SIM110
+        if isinstance(change.value, Lookup):
+            return True
+    return False
 
 
 def unit_keys(unit: Unit) -> list[str]:

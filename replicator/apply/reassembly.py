@@ -14,6 +14,7 @@ that nothing unapplied is skipped (`resume_offsets`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class SourcePosition:
     sequence: int
 
 
+@functools.lru_cache(maxsize=4096)  # each id is parsed twice: for its END marker and for its events
 def position_of(transaction_id: str) -> SourcePosition:
     """The commit-order position encoded in a transaction id ('xid:commit_lsn' or a GTID)."""
     match = _PG_TX.match(transaction_id)
@@ -118,7 +120,7 @@ class TransactionAssembler:
             return
         self._queued.add(transaction_id)
         self._ends.append(_End(transaction_id, position, event_count, offset))
-        self._unapplied.setdefault(tp, {})[offset] = transaction_id
+        self._unapplied_in(tp)[offset] = transaction_id
 
     def add_event(self, event: Event) -> None:
         tp = (event.topic, event.partition)
@@ -137,10 +139,18 @@ class TransactionAssembler:
             ) from None
         if self._is_applied(position_of(transaction_id)):
             return
-        pending = self._pending.setdefault(transaction_id, _Pending())
+        pending = self._pending.get(transaction_id)
+        if pending is None:
+            pending = self._pending[transaction_id] = _Pending()
         if order not in pending.events:
             pending.events[order] = event
-            self._unapplied.setdefault(tp, {})[event.offset] = transaction_id
+            self._unapplied_in(tp)[event.offset] = transaction_id
+
+    def _unapplied_in(self, tp: TopicPartition) -> dict[int, str | None]:
+        waiting = self._unapplied.get(tp)
+        if waiting is None:
+            waiting = self._unapplied[tp] = {}
+        return waiting
 
     def add_tombstone(self, topic: str, partition: int, offset: int) -> None:
         tp = (topic, partition)

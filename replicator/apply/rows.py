@@ -57,14 +57,19 @@ class RowStore:
         if not missing:
             return
         found = self.dialect.fetch_rows(table, key_columns, missing, columns)
-        versions = self.dialect.row_versions(table, (row_key_text(k) for k in missing))
-        for key in missing:
+        texts = [row_key_text(k) for k in missing]
+        versions = self.dialect.row_versions(table, texts)
+        for key, text in zip(missing, texts, strict=True):
             row = found.get(key)
             xact = row.pop("__xact_ts_ms", None) if row is not None else None
-            self._rows[(table, key)] = CachedRow(row, versions.get(row_key_text(key), {}), xact)
+            self._rows[(table, key)] = CachedRow(row, versions.get(text, {}), xact)
 
     def get(self, table: str, key: Key) -> CachedRow:
         return self._rows[(table, key)]
+
+    def cached(self, table: str, key: Key) -> CachedRow | None:
+        """The cached row (a missing row is cached too, as values None), or None if not read yet."""
+        return self._rows.get((table, key))
 
     def known(self, table: str, key: Key) -> bool:
         return (table, key) in self._rows
@@ -76,24 +81,23 @@ class RowStore:
     def remember(self, table: str, key: Key, row: CachedRow) -> None:
         self._rows[(table, key)] = row
 
-    def _add(self, statement: Statement, row: Sequence[Any]) -> None:
+    def _add(self, kind: str, table: str, key_columns: tuple[str, ...], columns: tuple[str, ...],
+             row: Sequence[Any]) -> None:
         last = self._statements[-1] if self._statements else None
-        if last is not None and last.shape == statement.shape:
+        if (last is not None and last.columns == columns and last.table == table and last.kind == kind
+                and last.key_columns == key_columns):
             last.rows.append(row)
         else:
-            statement.rows.append(row)
-            self._statements.append(statement)
+            self._statements.append(Statement(kind, table, key_columns, columns, [row]))
 
     def insert(self, table: str, values: dict[str, Any]) -> None:
-        columns = tuple(values)
-        self._add(Statement("insert", table, (), columns), [values[c] for c in columns])
+        self._add("insert", table, (), tuple(values), list(values.values()))
 
     def update(self, table: str, key_columns: Sequence[str], key: Key, values: dict[str, Any]) -> None:
-        columns = tuple(values)
-        self._add(Statement("update", table, tuple(key_columns), columns), [*(values[c] for c in columns), *key])
+        self._add("update", table, tuple(key_columns), tuple(values), [*values.values(), *key])
 
     def delete(self, table: str, key_columns: Sequence[str], key: Key) -> None:
-        self._add(Statement("delete", table, tuple(key_columns), ()), key)
+        self._add("delete", table, tuple(key_columns), (), key)
 
     def versions_changed(self, table: str, key: Key) -> None:
         self._versions_dirty[(table, key)] = None

@@ -50,13 +50,13 @@ Policies
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from replicator.errors import SkippableRecordError
-from replicator.mapping.ops import Version
+from replicator.mapping.ops import NO_PREVIOUS, Version
 
 # (ts_ms, -priority, position, system, after): `after` = 1 places an estimated local edit just after the
 # version it replaced, and below every real version that is newer.
@@ -134,25 +134,27 @@ class TargetValue:
     @classmethod
     def of(cls, row_exists: bool, state: FieldState) -> TargetValue:
         if not row_exists:
-            return cls(False, None, None, None, False, False, None, None, None)
-        held = cls(True, state.current, None, None, True, False, state.rank, state.version, state.written)
-        stored = state.version
+            return _MISSING
+        current, stored, written, rank = state.current, state.version, state.written, state.rank
         if stored is None:
             # The row time is shown for the audit but not compared (see the module doc).
-            present = state.current is not None
-            return replace(held, version=state.local_version, local=present, estimated=present)
-        if same_value(state.current, state.written):
-            return replace(held, version=stored, stamp=stamp_of(stored), local=False)
+            present = current is not None
+            return cls(True, current, state.local_version, None, present, present, rank, stored, written)
+        if same_value(current, written):
+            return cls(True, current, stored, stamp_of(stored), False, False, rank, stored, written)
         floor = just_after(stored)
         local = state.local_version
         if local is None:
-            return replace(held, stamp=floor, estimated=True)
+            return cls(True, current, None, floor, True, True, rank, stored, written)
         known = stamp_of(local)
-        return replace(held, version=local, stamp=max(known, floor), estimated=known < floor)
+        return cls(True, current, local, max(known, floor), True, known < floor, rank, stored, written)
 
     def local_by(self, system: str) -> bool:
         """Whether the value is a local edit known to come from `system`."""
         return self.local and self.version is not None and self.version.system == system
+
+
+_MISSING = TargetValue(False, None, None, None, False, False, None, None, None)  # what a missing row holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +167,15 @@ class Verdict:
     reassert: Reassert | None = None
 
 
-def decide_last_writer_wins(value: Any, version: Version, held: TargetValue) -> Verdict:
+def decide_last_writer_wins(value: Any, version: Version, held: TargetValue, previous: Any = NO_PREVIOUS) -> Verdict:
     incoming = stamp_of(version)
     if held.stamp is None or incoming > held.stamp:
         return _accept(value, held, f"{describe(version)} is newer than the target's {_held(held)}")
+    if held.local and previous is not NO_PREVIOUS and held.exists and same_value(previous, held.value):
+        # The source changed the very value this target holds: it had received it (this target's own edit,
+        # replicated there) before changing it, so the change follows it. Clocks cannot tell within a second
+        # (MariaDB stamps whole seconds), causality can.
+        return _accept(value, held, f"{describe(version)} changed the target's value {held.value!r} itself")
     if incoming == held.stamp:
         return Verdict(Outcome.UNCHANGED, f"duplicate of {describe(version)}, which the target holds")
     return _refuse(held, f"{describe(version)} is older than the target's {_held(held)}")

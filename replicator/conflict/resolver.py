@@ -24,9 +24,10 @@ from replicator.conflict.policies import (
     decide_last_writer_wins,
     decide_monotonic,
     decide_owner,
+    describe,
 )
 from replicator.errors import MappingError, SkippableRecordError
-from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version
+from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version, frozen_factory
 
 __all__ = ["Decision", "FieldState", "Outcome", "Reassert", "Resolution", "resolve", "resolve_field"]
 
@@ -68,6 +69,9 @@ class Decision:
         return self.outcome is Outcome.APPLIED and self.local_edit and self.write
 
 
+_decision = frozen_factory(Decision)  # Decision(...), cheaper: one per field of every op
+
+
 @dataclass(frozen=True, slots=True)
 class Resolution:
     writes: dict[str, Any] = field(default_factory=dict)  # column -> value to write
@@ -87,6 +91,8 @@ def resolve(op: TargetOp, states: Mapping[str, FieldState], row_exists: bool) ->
     missing row it may be empty. A DELETE has no fields to decide: the empty resolution is returned."""
     if op.kind is OpKind.DELETE:
         return Resolution()
+    if not row_exists and op.version is not None:
+        return _resolve_new_row(op, op.version)
     decisions = [_resolve_in_context(op, column, change, states, row_exists) for column, change in op.fields.items()]
     writes = {d.column: d.result for d in decisions if d.write}
     versions = {
@@ -97,18 +103,54 @@ def resolve(op: TargetOp, states: Mapping[str, FieldState], row_exists: bool) ->
     return Resolution(writes, versions, decisions)
 
 
+def _resolve_new_row(op: TargetOp, version: Version) -> Resolution:
+    """`resolve` for a row the target does not hold (the common case of a fresh row): nothing competes with
+    the incoming values. A last_writer_wins field is decided here directly, exactly as
+    `decide_last_writer_wins` decides it against a missing row (accepted, written, its version recorded);
+    the other policies take the general path."""
+    writes: dict[str, Any] = {}
+    versions: dict[str, tuple[Version, Any]] = {}
+    decisions: list[Decision] = []
+    newer: str | None = None
+    for column, change in op.fields.items():
+        if change.policy is Policy.LAST_WRITER_WINS:
+            if newer is None:
+                newer = f"{describe(version)} is newer than the target's {describe(None)}"
+            value = change.value
+            # Positional, in Decision's field order (cheaper than keywords, once per field of every new row):
+            # column, policy, outcome, reason, incoming value, version and rank, row_exists, current value,
+            # version and rank, stored version and value, local_edit, estimated, write, result, record.
+            decision = _decision(column, Policy.LAST_WRITER_WINS, Outcome.APPLIED, newer, value, version, change.rank,
+                                 False, None, None, None, None, None, False, False, True, value, True)
+            writes[column] = value
+            versions[column] = (version, value)
+        else:
+            decision = _resolve_in_context(op, column, change, _NO_STATES, False)
+            if decision.write:
+                writes[column] = decision.result
+            if decision.record and decision.incoming_version is not None:
+                versions[column] = (decision.incoming_version, decision.incoming_value)
+        decisions.append(decision)
+    return Resolution(writes, versions, decisions)
+
+
+_NO_STATES: Mapping[str, FieldState] = {}
+
+
 def resolve_field(
     column: str, change: FieldChange, version: Version | None, state: FieldState, row_exists: bool
 ) -> Decision:
     """Decide one field. Raises SkippableRecordError for a value the policy cannot use and MappingError
     when the op lacks what the policy needs (a version)."""
-    try:
-        policy = Policy(change.policy)
-    except ValueError:
-        raise MappingError(f"unknown conflict policy {change.policy!r}") from None
+    policy = change.policy
+    if policy.__class__ is not Policy:
+        try:
+            policy = Policy(policy)
+        except ValueError:
+            raise MappingError(f"unknown conflict policy {change.policy!r}") from None
     held = TargetValue.of(row_exists, state)
     verdict = _verdict(policy, change, version, held)
-    return Decision(
+    return _decision(
         column=column,
         policy=policy,
         outcome=verdict.outcome,
@@ -138,7 +180,7 @@ def _verdict(policy: Policy, change: FieldChange, version: Version | None, held:
     if version is None:
         raise MappingError(f"a {policy.value} field needs the op's version to decide")
     if policy is Policy.LAST_WRITER_WINS:
-        return decide_last_writer_wins(change.value, version, held)
+        return decide_last_writer_wins(change.value, version, held, change.previous)
     if policy is Policy.OWNER:
         return decide_owner(change.value, change.owner, version, held)
     if policy is Policy.MONOTONIC:

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pymysql
 from replicator.devstack.kafka import KafkaServer
 from replicator.devstack.mariadb import MariaDbServer
 from replicator.devstack.postgres import PostgresServer
-from replicator.devstack.process import LOOPBACK
+from replicator.devstack.process import LOOPBACK, pid_alive, stop_process_group
 from replicator.devstack.servers import ServerState, stop_server
 from replicator.errors import DevstackError
 
@@ -145,7 +146,9 @@ class DevStack:
         return bool(self._load()) and all(ok for ok, _ in self.status().values())
 
     def down(self, *, purge: bool = False) -> None:
-        """Stop every server of the stack, Kafka first (it talks to no one, but is slowest to stop)."""
+        """Stop a demo pipeline left running, then every server of the stack, Kafka first (it talks to no
+        one, but is slowest to stop)."""
+        self.stop_demo_pipeline()
         states = self._load()
         for server in reversed(self._servers()):
             state = states.get(server.name)
@@ -157,6 +160,27 @@ class DevStack:
                 if not data_parent.is_relative_to(self.state_dir):
                     shutil.rmtree(data_parent, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    @property
+    def demo_pid_file(self) -> Path:
+        """Where `replicator demo` keeps the pid of the pipeline it started."""
+        return self.state_dir / "demo" / "pipeline.pid"
+
+    def stop_demo_pipeline(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM the pipeline `replicator demo` left running (it drains, then exits), wait for it, and remove
+        its pid file. Returns the pid stopped, or None when there was none."""
+        path = self.demo_pid_file
+        try:
+            pid = int(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+        stopped = None
+        if pid_alive(pid) and _runs_replicator(pid):
+            stop_process_group(pid, signal.SIGTERM, timeout)
+            stopped = pid
+        path.unlink(missing_ok=True)
+        return stopped
 
     def settings(self) -> ConnectionSettings:
         states = self._load()
@@ -187,6 +211,16 @@ class DevStack:
         fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write("\n".join(settings.env_lines()) + "\n")
+
+
+def _runs_replicator(pid: int) -> bool:
+    """Whether the process runs the replicator and leads its own process group, as the demo starts it (a pid
+    file can outlive its process, and pids are reused)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"replicator" in command and os.getpgid(pid) == pid
+    except OSError:
+        return False
 
 
 def mariadb_connect(

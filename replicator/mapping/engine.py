@@ -42,6 +42,9 @@ _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_DAY: Final = date(1970, 1, 1)
 _CONVERSION_ERRORS: Final = (ValueError, ArithmeticError, TypeError, OverflowError)
 _MODE_KINDS: Final = {"upsert": OpKind.UPSERT, "update": OpKind.UPDATE, "append": OpKind.INSERT}
+# FieldChange(...) and Version(...) for every event, cheaper (see ops.frozen_factory).
+_field_change: Final = ops.frozen_factory(FieldChange)
+_version: Final = ops.frozen_factory(Version)
 
 
 class _Unavailable(Exception):
@@ -512,11 +515,27 @@ class CompiledField:
         row = after if after is not None else before
         assert row is not None
         value = evaluate(row)
+        if self.policy is Policy.LAST_WRITER_WINS and after is not None and before is not None:
+            return FieldChange(value, self.policy, None, self.owner, previous=self._previous(before))
         if self.rank_source is not None:
-            return FieldChange(value, self.policy, self.rank_source.rank_in(row), self.owner)
+            return FieldChange(value, self.policy, self.rank_source.rank_in(row), self.owner, self.ranking)
         if self.ranks is not None:
-            return FieldChange(value, self.policy, self.rank_of(value), self.owner)
-        return FieldChange(value, self.policy, None, self.owner)
+            return FieldChange(value, self.policy, self.rank_of(value), self.owner, self.ranking)
+        return _field_change(value, self.policy, None, self.owner)
+
+    @property
+    def ranking(self) -> ops.Ranking | None:
+        """How the applier ranks the target's current value (see ops.Ranking)."""
+        leader = self.rank_source or self
+        if leader.ranks is None:
+            return None
+        return ops.Ranking(leader.name, dict(leader.ranks))
+
+    def _previous(self, before: Row) -> Any:
+        try:
+            return self.value.evaluate(before)
+        except (_Missing, _Unavailable, SkippableRecordError):
+            return ops.NO_PREVIOUS  # a before image without the column (PostgreSQL's default identity)
 
     def rank_in(self, row: Row) -> int | None:
         return self.rank_of(self.value.evaluate(row))
@@ -687,7 +706,8 @@ class CompiledRule:
         )
         owner = declared.owner if declared is not None else None
         rank = declared.rank_of(rule.on_delete.value) if declared is not None and declared.ranks is not None else None
-        return column, FieldChange(rule.on_delete.value, policy, rank, owner)
+        return column, FieldChange(rule.on_delete.value, policy, rank, owner,
+                                   declared.ranking if declared is not None else None)
 
     # -- per event --------------------------------------------------------------------------------
 
@@ -876,7 +896,7 @@ class MappingEngine:
         system = self._systems[source["name"]]
         # A snapshot read sorts before every streamed change of the same commit time: its position is empty.
         snapshot = source.get("snapshot") not in (None, "false", False)
-        return Version(
+        return _version(
             ts_ms=int(source["ts_ms"]),
             system=system.name,
             priority=system.priority,

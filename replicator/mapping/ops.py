@@ -9,9 +9,12 @@ quants) are left as `Aggregate` placeholders, which render themselves as one SQL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, cast
+
+_T = TypeVar("_T")
 
 
 class OpKind(StrEnum):
@@ -63,6 +66,25 @@ class Lookup:
     required: bool = True
 
 
+class _NoPrevious:
+    def __repr__(self) -> str:
+        return "NO_PREVIOUS"
+
+
+NO_PREVIOUS: Any = _NoPrevious()  # the change's field value before it is unknown (an insert, no before image)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """How to rank a value the target already holds, for `monotonic`: a value edited locally since the
+    replicator's last write has no stored rank, but its place in the declared order is known. `ranks` maps a
+    value's text (`spec.value_text`) to its rank; the rank is that of column `column`'s current value (the
+    field itself, or for `rank_by` the field it follows)."""
+
+    column: str
+    ranks: dict[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class FieldChange:
     """One target column's new value (or, for `delta`, the amount to add) and the policy that governs it.
@@ -75,6 +97,10 @@ class FieldChange:
     policy: Policy = Policy.LAST_WRITER_WINS
     rank: int | None = None
     owner: str | None = None
+    ranking: Ranking | None = field(default=None, compare=False, hash=False)
+    # last_writer_wins: the field's value in the source row before this change (NO_PREVIOUS if unknown). A
+    # change made to the very value the target holds follows it, whatever the clocks say.
+    previous: Any = field(default=NO_PREVIOUS, compare=False, hash=False)
 
 
 @dataclass(slots=True)
@@ -249,3 +275,31 @@ class Aggregate:
 
 def _qualified(table: str, quote: str) -> str:
     return ".".join(f"{quote}{part}{quote}" for part in table.split("."))
+
+
+def frozen_factory(cls: type[_T]) -> Callable[..., _T]:
+    """A faster constructor for the frozen slots dataclass `cls`, for hot paths: `frozen_factory(cls)(...)`
+    takes what `cls(...)` takes and returns the same thing, an instance of `cls` (equal, hashable, frozen).
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`, several times the cost of a
+    plain attribute store; with many fields that dominates. The factory is a mutable twin class with the same
+    slots in the same order, whose `__init__` ends by giving the new instance the class `cls`, which Python
+    allows because the two layouts are the same. Fields must all be `init` fields and `cls` must have no
+    `__post_init__`."""
+    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} is not a slots dataclass without __post_init__")
+    specs: list[tuple[str, Any, Any]] = []
+    for spec in fields(cls):  # type: ignore[arg-type]
+        if not spec.init:
+            raise TypeError(f"{cls.__name__}.{spec.name} is not an __init__ field")
+        default = field(default=spec.default) if spec.default is not MISSING else (
+            field(default_factory=spec.default_factory) if spec.default_factory is not MISSING else field())
+        specs.append((spec.name, Any, default))
+
+    def retype(instance: Any) -> None:  # the twin's __post_init__: the last step of its __init__
+        instance.__class__ = cls
+
+    twin = make_dataclass(f"_{cls.__name__}Builder", specs, slots=True, eq=False, repr=False,
+                          namespace={"__post_init__": retype,
+                                     "__doc__": f"Builds a {cls.__name__} (see frozen_factory)."})
+    return cast(Callable[..., _T], twin)

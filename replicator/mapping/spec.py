@@ -480,6 +480,22 @@ class TableRef(StrictModel):
     namespace: Identifier | None = Field(default=None, description="[default: the system's namespace]")
 
 
+class LocalTime(StrictModel):
+    """A column the target's own application sets to the time of every change of the row (PrestaShop's
+    `date_upd`), as wall-clock time in `tz`."""
+
+    column: Identifier
+    tz: Zone
+
+
+class TargetRef(TableRef):
+    local_time: LocalTime | None = Field(
+        default=None,
+        description="when the target database does not record commit times (MariaDB): the column that tells "
+        "when a local edit happened, for last_writer_wins against it",
+    )
+
+
 class SourceRef(TableRef):
     key: list[Identifier] = Field(min_length=1, description="the source table's primary-key columns")
 
@@ -538,7 +554,7 @@ class RuleSpec(StrictModel):
     name: RuleName
     description: str = ""
     source: SourceRef
-    target: TableRef
+    target: TargetRef
     mode: Literal["upsert", "update", "append"] = Field(
         default="upsert",
         description="upsert: insert or update; update: the row must exist; append: insert a row per change",

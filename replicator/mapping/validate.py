@@ -377,6 +377,7 @@ class RuleCheck:
                 self._check_policy(path, spec, info, target)
             self._check_natural_lookup(path, spec)
         self._check_keys(target)
+        self._check_local_time(target)
         self._check_delete(target)
         self._check_inserts(target)
 
@@ -474,6 +475,17 @@ class RuleCheck:
                 f"{path}.lookup.match",
                 f"{table.label} has no index on {_names(set(lookup.match))}: every look-up scans the table",
             )
+
+    def _check_local_time(self, target: TableInfo) -> None:
+        local_time = self.rule.target.local_time
+        if local_time is None:
+            return
+        info = target.columns.get(local_time.column)
+        if info is None:
+            self.report("target.local_time.column", f"{target.label} has no column {local_time.column!r}")
+        elif target_category(info.type) != "datetime":
+            self.report("target.local_time.column",
+                        f"{target.label}.{local_time.column} is {info.type}, not a date-time column")
 
     def _check_keys(self, target: TableInfo) -> None:
         rule = self.rule

@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+# Attempts of one action when the database reports a deadlock or a lock-wait timeout.
+_ATTEMPTS = 5
+
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -157,7 +160,7 @@ class Simulator(abc.ABC, Generic[C]):
 
     def _transact(self, body: Callable[[C], T]) -> T:
         """Run `body` in one transaction on the simulator's connection: commit, or roll back and re-raise."""
-        for attempt in (1, 2):
+        for attempt in range(1, _ATTEMPTS + 1):
             conn = self._connection()
             committing = False
             try:
@@ -167,14 +170,19 @@ class Simulator(abc.ABC, Generic[C]):
                 return result
             except BaseException as exc:
                 self._abort(conn)
-                if attempt == 1 and self._may_retry(exc, conn, committing=committing):
+                if attempt < _ATTEMPTS and self._may_retry(exc, conn, committing=committing, attempt=attempt):
+                    # Busy rows (two shoppers and the replicator on one product's stock): back off a little,
+                    # at random, as an application server's retry would.
+                    time.sleep(random.uniform(0.005, 0.05) * attempt)  # not self.random: replays stay seeded
                     continue
                 raise
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _may_retry(self, exc: BaseException, conn: C, *, committing: bool) -> bool:
+    def _may_retry(self, exc: BaseException, conn: C, *, committing: bool, attempt: int) -> bool:
         if self._is_transient(exc):
             return True
+        if attempt > 1:
+            return False
         # A connection that died before the COMMIT was sent rolled the transaction back on the server: running
         # it again on a new connection is safe. After the COMMIT was sent, its outcome is unknown: raise.
         # (_abort has already dropped a broken connection, so it is no longer self._conn.)

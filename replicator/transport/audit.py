@@ -16,17 +16,12 @@ from replicator.errors import FatalError
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
 
 
-def _version(version: Any) -> dict[str, Any] | None:
-    if version is None:
-        return None
-    return {"ts_ms": version.ts_ms, "system": version.system, "priority": version.priority,
-            "position": version.position}
-
-
 class AuditPublisher:
     def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        # Delivery reports only for failures: _on_delivery has nothing to do for the others.
         self._producer = Producer({"bootstrap.servers": bootstrap, "client.id": client_id,
-                                   "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"})
+                                   "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+                                   "delivery.report.only.error": True})
         self._failure: str | None = None
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -48,10 +43,12 @@ class AuditPublisher:
         self._send(AUDIT_TOPIC, {"target": target, "table": table, "key": key}, {
             "decision": "applied", "target": target, "table": table, "key": key, "mapping": mapping,
             "source": source, "transaction": transaction,
+            # orjson writes the policy and outcome enums as their text, and a Version (a dataclass) as
+            # {"ts_ms", "system", "priority", "position"}.
             "fields": [{
-                "column": d.column, "policy": str(d.policy), "outcome": str(d.outcome), "reason": d.reason,
-                "incoming": d.incoming_value, "incoming_version": _version(d.incoming_version),
-                "current": d.current_value, "current_version": _version(d.current_version),
+                "column": d.column, "policy": d.policy, "outcome": d.outcome, "reason": d.reason,
+                "incoming": d.incoming_value, "incoming_version": d.incoming_version,
+                "current": d.current_value, "current_version": d.current_version,
                 "result": d.result, "written": d.write,
             } for d in decisions],
         })

@@ -48,6 +48,23 @@ def _describe(sides: ShopErp) -> str:
     ])
 
 
+def _cancel_mismatches(sides: ShopErp) -> str:
+    """For each order cancelled in the ERP but not in the shop: both histories, to tell which side lost."""
+    lines = []
+    cancelled = sides.erp_sql("SELECT id, name FROM sale_order WHERE state = 'cancel' AND origin LIKE 'PS#%%'")
+    for order_id, name in cancelled:
+        shop_id = int(name[2:])
+        state = sides.shop_one("SELECT current_state FROM ps_orders WHERE id_order = %s", (shop_id,))
+        if state in (6, 8):
+            continue
+        history = sides.shop_sql("SELECT id_order_state, id_employee, date_add FROM ps_order_history "
+                                 "WHERE id_order = %s ORDER BY id_order_history", (shop_id,))
+        pickings = sides.erp_sql("SELECT id, state, write_date FROM stock_picking WHERE origin = %s", (name,))
+        order = sides.erp_sql("SELECT state, write_date FROM sale_order WHERE id = %s", (order_id,))
+        lines.append(f"shop order {shop_id} state {state} history {history}; ERP {order} pickings {pickings}")
+    return "\n".join(lines)
+
+
 def test_every_flow_goes_through_capture_kafka_and_apply_in_both_directions(sides: ShopErp) -> None:
     with running_pipeline(sides.config) as pipeline, simulators(sides) as (shop, erp):
         wait_until(sides.snapshot_applied, "the initial snapshot on both sides", 120, pipeline)
@@ -163,4 +180,62 @@ def test_a_restock_never_resurrects_units_the_shop_sold_while_the_erp_was_away(s
         assert sides.shop_quantity(REF) == 12
         assert sides.erp_free_quantity(REF) == 12
     assert 15 not in seen and max(seen[seen.index(7):]) == 12, f"values seen: {seen}"
+    assert sides.dead_letters() == []
+
+
+def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides: ShopErp) -> None:
+    """Two shop sessions (concurrent orders on the same products), the ERP, partner edits on both sides,
+    restocks, other-channel sales and cancellations, all at once; then the ERP settles its pending orders and,
+    once quiet, every flow is equal on both sides under the mappings."""
+    import threading
+
+    from replicator.demo.convergence import convergence_report
+
+    with running_pipeline(sides.config) as pipeline:
+        wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+        shops = [ShopSimulator(sides.shop_connect, seed=seed, rate=25) for seed in (11, 12)]
+        erp = ErpSimulator(sides.erp_connect, seed=13, rate=20)
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def drive(simulator: ShopSimulator | ErpSimulator) -> None:
+            try:
+                simulator.run(stop)
+            except BaseException as exc:  # noqa: BLE001 - reported below: a simulator error fails the test
+                failures.append(exc)
+                stop.set()
+
+        threads = [threading.Thread(target=drive, args=(s,)) for s in (*shops, erp)]
+        for thread in threads:
+            thread.start()
+        stop.wait(45)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert not failures, failures
+        actions = sum(sum(s.counts.values()) for s in (*shops, erp))
+        assert actions > 1500, (actions, [s.counts for s in (*shops, erp)])
+        assert sum(s.counts["place_order"] for s in shops) > 200
+        assert sum(s.counts["cancel_order"] for s in shops) > 0 and erp.counts["cancel"] > 0
+
+        # The warehouse processes what is pending; then both sides must agree on every flow.
+        report = None
+
+        def converged() -> bool:
+            nonlocal report
+            erp.settle()
+            with contextlib.closing(sides.shop_connect()) as shop, sides.erp_connect() as erp_conn:
+                report = convergence_report(shop, erp_conn)
+            return report.clean
+
+        wait_until(converged, "convergence", 180, pipeline,
+                   lambda: "no report" if report is None else "\n".join(
+                       [report.summary(), *(f"{f.name}: {d}" for f in report.flows for d in f.differences[:5]),
+                        f"dead letters: {sides.dead_letters()}", _cancel_mismatches(sides)]))
+        for shop in shops:
+            shop.close()
+        erp.close()
+    assert report is not None
+    checked = {flow.name: flow.checked for flow in report.flows}
+    assert checked["orders"] > 200 and checked["stock"] == 20 and checked["payments"] > 0, checked
     assert sides.dead_letters() == []

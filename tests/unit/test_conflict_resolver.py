@@ -542,3 +542,55 @@ def test_decision_explains_itself() -> None:
     assert "erp@50" in decision.reason and "estimated" in decision.reason
     assert decision.policy is Policy.LAST_WRITER_WINS
     assert decision.current_version is None and decision.estimated
+
+
+# --- the new-row shortcut of resolve ------------------------------------------------------------------
+
+NEW_ROW_CHANGES = [
+    FieldChange("e@x"),
+    FieldChange(Decimal("1.50")),
+    FieldChange(None),
+    FieldChange(7, Policy.LAST_WRITER_WINS, rank=3),
+    FieldChange("3.0", Policy.DELTA),
+    FieldChange(2, Policy.DELTA),
+    FieldChange("1.00", Policy.OWNER, owner=SHOP),
+    FieldChange("1.00", Policy.OWNER, owner=ERP),
+    FieldChange("paid", Policy.MONOTONIC, rank=1),
+    FieldChange("x", "last_writer_wins"),  # type: ignore[arg-type]  # a policy given as its text
+]
+
+
+@pytest.mark.parametrize("system", [ERP, SHOP])
+@pytest.mark.parametrize("kind", [OpKind.UPSERT, OpKind.INSERT, OpKind.SOFT_DELETE])
+def test_new_row_resolution_is_the_field_by_field_one(system: str, kind: OpKind) -> None:
+    """resolve() decides a missing row's last_writer_wins fields without the general machinery: its decisions,
+    writes and versions are exactly those of deciding each field on its own."""
+    fields = {f"c{i}": change for i, change in enumerate(NEW_ROW_CHANGES)}
+    version = v(42, system, 3)
+    resolution = resolve(op(fields, version, kind), {}, False)
+    expected = [resolve_field(column, change, version, FieldState(), False) for column, change in fields.items()]
+    assert resolution.decisions == expected
+    assert [d.reason for d in resolution.decisions] == [d.reason for d in expected]
+    assert resolution.writes == {d.column: d.result for d in expected if d.write}
+    assert list(resolution.writes) == [d.column for d in expected if d.write]
+    assert resolution.versions == {d.column: (d.incoming_version, d.incoming_value) for d in expected if d.record}
+
+
+def test_new_row_resolution_keeps_the_general_errors() -> None:
+    with pytest.raises(SkippableRecordError, match=r"public\.res_partner\.state \(customers\).*no rank"):
+        resolve(op({"email": FieldChange("x"), "state": FieldChange("x", Policy.MONOTONIC)}, v(1, ERP)), {}, False)
+
+
+def test_a_change_of_the_very_value_the_target_holds_follows_it_whatever_the_clocks_say() -> None:
+    # The ERP edited the e-mail at 2001 ms (local edit L); the shop received L, then changed it to N. MariaDB
+    # stamps the shop's commit with whole seconds: 2000 ms, "before" the ERP's edit. The shop's before image
+    # holds L: its change is based on the ERP's value, so it wins on the ERP too.
+    state = FieldState(current="L", version=v(1000, SHOP), written="W", local_version=local(2001, ERP))
+    follows = decide(FieldChange("N", Policy.LAST_WRITER_WINS, previous="L"), v(2000, SHOP), state)
+    assert follows.outcome is Outcome.APPLIED and follows.write and follows.result == "N"
+    assert "changed the target's value 'L' itself" in follows.reason
+    # A concurrent change (made to another value) is decided by the clocks, as before.
+    concurrent = decide(FieldChange("N", Policy.LAST_WRITER_WINS, previous="W"), v(2000, SHOP), state)
+    assert concurrent.outcome is Outcome.KEPT_LOCAL and not concurrent.write
+    unknown = decide(FieldChange("N", Policy.LAST_WRITER_WINS), v(2000, SHOP), state)
+    assert unknown.outcome is Outcome.KEPT_LOCAL

@@ -1011,3 +1011,83 @@ def test_each_events_ops_do_not_depend_on_what_was_mapped_before(states: list[st
     random.shuffle(shuffled)
 
     assert {i: mapped.ops_for(events[i]) for i in shuffled} == dict(enumerate(in_order))
+
+
+# --- the way back, history rows, ranks of local values --------------------------------------------------------
+
+PICKING_STATUS = """
+name: picking_state
+source: {system: erp, table: stock_picking, key: [id]}
+target: {system: shop, table: ps_orders, local_time: {column: date_upd, tz: Europe/Paris}}
+mode: update
+key:
+  id_order: {from: origin, strip_prefix: "PS", cast: int}
+filter: [{column: origin, starts_with: "PS"}, {column: state, in: [assigned, done]}]
+when_changed: [state]
+on_delete: ignore
+fields:
+  current_state: {from: state, map: {values: {assigned: 3, done: 4}}, policy: monotonic,
+                  order: [[1, 10], 2, 3, 4, [6, 8]]}
+  valid: {from: state, map: {values: {assigned: 1, done: 1}}, policy: monotonic, rank_by: current_state}
+"""
+PICKING_HISTORY = """
+name: picking_history
+source: {system: erp, table: stock_picking, key: [id]}
+target: {system: shop, table: ps_order_history}
+mode: append
+when_written: {rule: picking_state, field: current_state}
+filter: [{column: origin, starts_with: "PS"}, {column: state, in: [assigned, done]}]
+when_changed: [state]
+fields:
+  id_order: {from: origin, strip_prefix: "PS", cast: int}
+  id_order_state: {from: state, map: {values: {assigned: 3, done: 4}}}
+  id_employee: {const: 0}
+"""
+PICKING = {"id": 5, "origin": "PS42", "state": "assigned", "write_date": 1}
+
+
+def test_strip_prefix_finds_the_shop_row_an_erp_row_points_back_to() -> None:
+    (state, history) = engine(PICKING_STATUS, PICKING_HISTORY).ops_for(
+        erp_event("stock_picking", "u", before={**PICKING, "state": "draft"}, after=PICKING))
+    assert state.key == {"id_order": 42} and values(state) == {"current_state": 3, "valid": 1}
+    # An appended row is a whole new row, constants included, even for an update with a before image.
+    assert values(history) == {"id_order": 42, "id_order_state": 3, "id_employee": 0}
+    assert history.when_written == ("picking_state", "current_state")
+
+
+def test_a_value_without_the_prefix_is_a_record_error_naming_it() -> None:
+    message = skipped(engine(PICKING_STATUS.replace('starts_with: "PS"', 'starts_with: "P"')),
+                      erp_event("stock_picking", "c", after={**PICKING, "origin": "POS7"}))
+    assert "value 'POS7': does not start with 'PS' (strip_prefix)" in message
+
+
+def test_monotonic_changes_carry_the_ranking_of_the_values_the_target_may_hold() -> None:
+    (state,) = engine(PICKING_STATUS).ops_for(erp_event("stock_picking", "c", after=PICKING))
+    for column in ("current_state", "valid"):
+        ranking = state.fields[column].ranking
+        assert ranking is not None and ranking.column == "current_state"  # valid ranks with current_state
+        assert (ranking.ranks["6"], ranking.ranks["10"], ranking.ranks["3"]) == (4, 0, 2)
+
+
+def test_when_written_must_name_an_earlier_rule_of_the_same_source_table() -> None:
+    with pytest.raises(ValidationError, match="no earlier rule named 'picking_state'"):
+        engine(PICKING_HISTORY, PICKING_STATUS)
+    with pytest.raises(ValidationError, match="'when_written' goes with mode 'append'"):
+        engine(PICKING_STATUS.replace("on_delete: ignore", "on_delete: ignore\nwhen_written: {rule: x, field: y}"))
+
+
+def test_last_writer_wins_changes_carry_the_fields_previous_value() -> None:
+    rule = """
+name: names
+source: {system: shop, table: ps_customer, key: [id_customer]}
+target: {system: erp, table: res_partner}
+identity: customer
+on_delete: ignore
+fields:
+  name: {concat: [firstname, lastname]}
+"""
+    before = {"id_customer": 4, "firstname": "Mateo", "lastname": "De Vries"}
+    (op,) = engine(rule).ops_for(shop_event("ps_customer", "u", before=before, after={**before, "lastname": "V"}))
+    assert (op.fields["name"].value, op.fields["name"].previous) == ("Mateo V", "Mateo De Vries")
+    (created,) = engine(rule).ops_for(shop_event("ps_customer", "c", after=before))
+    assert created.fields["name"].previous is ops.NO_PREVIOUS

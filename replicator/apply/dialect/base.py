@@ -158,31 +158,46 @@ class TargetDialect(abc.ABC):
     def fetch_rows(self, table: str, key_columns: Sequence[str], keys: Sequence[Key],
                    columns: Sequence[str]) -> dict[Key, dict[str, Any]]:
         """Current values of `columns` for the rows with these keys (absent keys are missing rows); with
-        `__xact_ts_ms` when the database can tell when each row was last written."""
+        `__xact_ts_ms` when the database can tell when each row was last written.
+
+        The rows are locked until the transaction ends (FOR UPDATE): the applier decides from what it read
+        (a monotonic state's rank, a local edit's time), so a local transaction must not change the row
+        between that read and the write (a shop cancelling an order the ERP is moving to 'processing')."""
         wanted = list(dict.fromkeys([*key_columns, *columns]))
         names = [*wanted, "__xact_ts_ms"] if self.row_written_ms_sql else wanted
         found: dict[Key, dict[str, Any]] = {}
         width = len(key_columns)
         for chunk in _chunks(list(dict.fromkeys(keys)), 500):
-            sql = self._select_sql(table, tuple(key_columns), tuple(wanted), len(chunk), bool(self.row_written_ms_sql))
+            sql = self._select_sql(table, tuple(key_columns), tuple(wanted), len(chunk), bool(self.row_written_ms_sql),
+                                   lock=True)
             params = [value for key in chunk for value in key]
-            for row in self.execute(sql, params):
+            for row in self.execute_generated(sql, params):
                 record = dict(zip(names, row, strict=True))
                 found[tuple(row[:width])] = record
         return found
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - a few shapes per dialect instance, kept for its lifetime
     def _select_sql(self, table: str, key_columns: tuple[str, ...], columns: tuple[str, ...], count: int,
-                    with_written: bool = False) -> str:
+                    with_written: bool = False, *, lock: bool = False) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         if with_written and self.row_written_ms_sql:
             cols += f", {self.row_written_ms_sql}"
-        if len(key_columns) == 1:
-            where = f"{self.quote(key_columns[0])} IN ({', '.join(['%s'] * count)})"
+        width = len(key_columns)
+        if width == 1:
+            where = f"{self.quote(key_columns[0])} IN ({', '.join(self.marks(count))})"
         else:
-            one = "(" + ", ".join(["%s"] * len(key_columns)) + ")"
-            where = f"({', '.join(self.quote(c) for c in key_columns)}) IN ({', '.join([one] * count)})"
-        return f"SELECT {cols} FROM {self.table_ref(table)} WHERE {where}"
+            marks = self.marks(count * width)
+            rows = ", ".join("(" + ", ".join(marks[i * width : (i + 1) * width]) + ")" for i in range(count))
+            where = f"({', '.join(self.quote(c) for c in key_columns)}) IN ({rows})"
+        return f"SELECT {cols} FROM {self.table_ref(table)} WHERE {where}" + (" FOR UPDATE" if lock else "")
+
+    def marks(self, count: int) -> list[str]:
+        """Parameter placeholders for statements this class generates and runs with `execute_generated`."""
+        return ["%s"] * count
+
+    def execute_generated(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a statement whose placeholders come from `marks` (long generated IN lists and VALUES lists)."""
+        return self.execute(sql, params)
 
     def lock_row(self, table: str, key_columns: Sequence[str], key: Key) -> None:
         """Lock one row (if it exists) until the transaction ends."""
@@ -237,7 +252,7 @@ class TargetDialect(abc.ABC):
         width = len(match_columns)
         for chunk in _chunks(list(dict.fromkeys(values)), 500):
             sql = self._select_sql(table, tuple(match_columns), (*match_columns, returns), len(chunk))
-            for row in self.execute(sql, [v for value in chunk for v in value]):
+            for row in self.execute_generated(sql, [v for value in chunk for v in value]):
                 key = tuple(row[:width])
                 seen[key] = seen.get(key, 0) + 1
                 found[key] = row[width] if seen[key] == 1 else None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
@@ -142,6 +144,53 @@ class PostgresDialect(TargetDialect):
     def ensure_replicator_tables(self) -> None:
         for statement in REPLICATOR_TABLES:
             self.execute(statement)
+
+    # Rows per multi-row INSERT: large enough that a batch needs few statements, small enough for the
+    # protocol's 65535 parameters and for plans the server caches (each size is a statement of its own).
+    INSERT_ROWS = 1000
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Several rows per INSERT ... VALUES (...), (...): each row is coerced to the target's columns as a
+        one-row INSERT is, in one statement and one round trip instead of one per row."""
+        if len(rows) < 2:
+            super().insert_many(table, columns, rows)
+            return
+        width = max(1, len(columns))
+        size = max(1, min(self.INSERT_ROWS, 65535 // width))
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            sql = self._insert_values_sql(table, tuple(columns), len(chunk))
+            self.execute_generated(sql, [value for row in chunk for value in row])
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a few shapes per dialect instance, kept for its lifetime
+    def _insert_values_sql(self, table: str, columns: tuple[str, ...], count: int) -> str:
+        width = len(columns)
+        marks = self.marks(count * width)
+        rows = ", ".join("(" + ", ".join(marks[i * width : (i + 1) * width]) + ")" for i in range(count))
+        cols = ", ".join(self.quote(c) for c in columns)
+        return f"INSERT INTO {self.table_ref(table)} ({cols}) VALUES {rows}"
+
+    def marks(self, count: int) -> list[str]:
+        # The server's own placeholders, run by a RawCursor: psycopg need not parse (nor cache) long texts.
+        return [f"${n}" for n in range(1, count + 1)]
+
+    def execute_generated(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with psycopg.RawCursor(self._require()) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Every row's versions in one statement: one JSON object of row key -> versions, split by the server
+        (jsonb_each). A key given twice keeps its last versions, as consecutive upserts would."""
+        if len(items) < 2:
+            super().store_row_versions(table, items)
+            return
+        self.execute(
+            "INSERT INTO replicator_row_version (target_table, row_key, versions) "
+            "SELECT %s, key, value FROM jsonb_each(%s::jsonb) "
+            "ON CONFLICT (target_table, row_key) DO UPDATE SET versions = EXCLUDED.versions",
+            (table, orjson.dumps(dict(items), default=str).decode()),
+        )
 
     def upsert_many(self, table: str, key_columns: Sequence[str], columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:

@@ -1,0 +1,277 @@
+"""The applier's bulk writes on real servers: many rows per statement must write exactly what one statement
+per row writes, and a batch of many small source transactions must end as the same rows, versions and
+decisions, with a refused transaction still dead-lettered alone."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from replicator.apply.applier import Applier, UnitOutcome, version_json
+from replicator.apply.dialect.base import Progress, TargetDialect
+from replicator.apply.dialect.mariadb import MariaDbDialect
+from replicator.apply.dialect.postgres import PostgresDialect
+from replicator.apply.reassembly import Event, SourcePosition, Unit
+from replicator.apply.rows import row_key_text
+from replicator.config import ResolvedConnection
+from replicator.conflict.policies import Outcome
+from replicator.mapping.engine import MappingEngine
+from replicator.mapping.ops import Version
+from replicator.mapping.spec import MappingSet
+from tests.conftest import MariaDatabase, PgDatabase
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = ("id", "qty", "sku", "price", "created_at")
+DDL = {
+    "postgresql": "CREATE TABLE {name} (id int PRIMARY KEY, qty int NOT NULL CHECK (qty > 0), sku varchar(40) "
+                  "NOT NULL, price numeric(10, 2), created_at timestamp)",
+    "mariadb": "CREATE TABLE {name} (id INT PRIMARY KEY, qty INT NOT NULL CHECK (qty > 0), sku VARCHAR(40) NOT NULL, "
+               "price DECIMAL(10, 2), created_at DATETIME(6))",
+}
+PAIR_DDL = "CREATE TABLE {name} (a int NOT NULL, b varchar(10) NOT NULL, v int, PRIMARY KEY (a, b))"
+
+
+@dataclass
+class Target:
+    kind: str
+    dialect: TargetDialect
+    namespace: str  # the schema (PostgreSQL) or database (MariaDB) the tables live in
+
+    def table(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    def rows(self, name: str) -> list[tuple[Any, ...]]:
+        return self.dialect.execute(f"SELECT * FROM {self.table(name)} ORDER BY 1, 2")
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A connected dialect (untagged: these tests capture nothing) on a fresh database of either kind."""
+    dialect: TargetDialect
+    if request.param == "postgresql":
+        database: PgDatabase = request.getfixturevalue("pg_database")
+        parts = urlsplit(database.dsn)
+        connection = ResolvedConnection(host=parts.hostname or "", port=parts.port or 5432,
+                                        user=parts.username or "", password=SecretStr(parts.password or ""),
+                                        database=database.name)
+        dialect, namespace = PostgresDialect(connection, "unused"), "public"
+    else:
+        maria: MariaDatabase = request.getfixturevalue("mariadb_database")
+        connection = ResolvedConnection(host=str(maria.admin["host"]), port=int(maria.admin["port"]),
+                                        user=str(maria.admin["user"]), password=SecretStr(str(maria.admin["password"])),
+                                        database=maria.name)
+        dialect, namespace = MariaDbDialect(connection, "unused"), maria.name
+    dialect.connect(tag_writes=False)
+    try:
+        dialect.ensure_replicator_tables()
+        yield Target(request.param, dialect, namespace)
+    finally:
+        dialect.close()
+
+
+def sample_rows(count: int, start: int = 1) -> list[tuple[Any, ...]]:
+    return [
+        (i, i % 7 + 1, f"SKU-{i:05d}" + ("é" if i % 5 == 0 else ""),
+         None if i % 11 == 0 else Decimal(i) / 100 + Decimal("0.5"),
+         datetime(2026, 11, 29, 3, i % 60, i % 60, i * 7 % 1_000_000))
+        for i in range(start, start + count)
+    ]
+
+
+# --- the dialects' bulk statements ------------------------------------------------------------------
+
+
+def test_many_rows_per_insert_write_what_one_row_per_insert_writes(target: Target,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("bulk", "single"):
+        target.dialect.execute(DDL[target.kind].format(name=target.table(name)))
+    if target.kind == "postgresql":
+        monkeypatch.setattr(PostgresDialect, "INSERT_ROWS", 7)  # several full statements and a shorter last one
+    rows = sample_rows(45)
+    target.dialect.begin()
+    target.dialect.insert_many(target.table("bulk"), COLUMNS, rows)
+    for row in rows:
+        target.dialect.insert_many(target.table("single"), COLUMNS, [row])
+    target.dialect.commit()
+    assert target.rows("bulk") == target.rows("single")
+    assert len(target.rows("bulk")) == 45
+
+
+def test_a_refused_row_fails_the_whole_multi_row_insert_as_a_data_error(target: Target) -> None:
+    from replicator.apply.applier import _data_error_types
+
+    target.dialect.execute(DDL[target.kind].format(name=target.table("bulk")))
+    rows = sample_rows(5)
+    rows[3] = (*rows[3][:2], "x" * 41, *rows[3][3:])  # longer than the column
+    target.dialect.begin()
+    with pytest.raises(_data_error_types()):
+        target.dialect.insert_many(target.table("bulk"), COLUMNS, rows)
+    target.dialect.rollback()
+    assert target.rows("bulk") == []
+
+
+def test_row_versions_of_a_whole_batch_in_one_statement(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MariaDbDialect, "VERSION_ROWS", 2)  # MariaDB: several statements, one key in two of them
+    dialect = target.dialect
+    dialect.begin()
+    dialect.store_row_versions("t.a", [("[1]", {"x": {"ts": 1}}), ("[2]", {"x": {"ts": 2}})])
+    dialect.commit()
+    dialect.begin()
+    dialect.store_row_versions("t.a", [
+        ("[2]", {"x": {"ts": 20, "val": "2.50"}}),  # replaces the stored one
+        ("[3]", {"y": {"ts": 3, "val": None}}),
+        ("[4]", {"z": {"ts": 4, "val": "é \" \\ \u2028"}}),
+        ('["50%", "it\'s"]', {"p": {"ts": 5, "val": "100% 😀"}}),  # characters a statement must escape
+        ("[3]", {"y": {"ts": 30, "val": "later"}}),  # twice in one batch: the last one stays
+    ])
+    dialect.store_row_versions("t.b", [("[1]", {"x": {"ts": 9}}), ("[2]", {"x": {"ts": 10}})])
+    dialect.commit()
+    assert dialect.row_versions("t.a", ["[1]", "[2]", "[3]", "[4]", "[5]", '["50%", "it\'s"]']) == {
+        "[1]": {"x": {"ts": 1}},
+        "[2]": {"x": {"ts": 20, "val": "2.50"}},
+        "[3]": {"y": {"ts": 30, "val": "later"}},
+        "[4]": {"z": {"ts": 4, "val": "é \" \\ \u2028"}},
+        '["50%", "it\'s"]': {"p": {"ts": 5, "val": "100% 😀"}},
+    }
+    assert dialect.row_versions("t.b", ["[1]", "[2]"]) == {"[1]": {"x": {"ts": 9}}, "[2]": {"x": {"ts": 10}}}
+
+
+def test_rows_read_by_long_key_lists_single_and_composite(target: Target) -> None:
+    dialect = target.dialect
+    dialect.execute(DDL[target.kind].format(name=target.table("bulk")))
+    dialect.execute(PAIR_DDL.format(name=target.table("pair")))
+    rows = sample_rows(1200)
+    dialect.insert_many(target.table("bulk"), COLUMNS, rows)
+    dialect.insert_many(target.table("pair"), ("a", "b", "v"), [(i, f"k{i % 3}", i) for i in range(1, 700)])
+    wanted = [(i,) for i in range(0, 1300, 2)]
+    found = dialect.fetch_rows(target.table("bulk"), ("id",), wanted, ("sku", "qty"))
+    assert sorted(found) == [(i,) for i in range(2, 1201, 2)]
+    assert found[(10,)]["sku"] == "SKU-00010é" and found[(10,)]["qty"] == 4
+    pairs = dialect.fetch_rows(target.table("pair"), ("a", "b"), [(i, f"k{i % 3}") for i in range(600)]
+                               + [(5, "k0")], ("v",))
+    assert sorted(pairs) == [(i, f"k{i % 3}") for i in range(1, 600)]
+    assert pairs[(42, "k0")]["v"] == 42
+    assert dialect.natural_lookup(target.table("bulk"), ("sku",), "id",
+                                  [(f"SKU-{i:05d}",) for i in (1, 2, 3, 9999)]) == {
+        ("SKU-00001",): 1, ("SKU-00002",): 2, ("SKU-00003",): 3}
+
+
+# --- the applier: a batch of many single-row source transactions -----------------------------------
+
+
+SOURCE_OF = {"postgresql": "shop", "mariadb": "erp"}
+TARGET_OF = {"postgresql": "erp", "mariadb": "shop"}
+
+
+def engine_for(target: Target) -> MappingEngine:
+    source = SOURCE_OF[target.kind]
+    created_at: dict[str, Any] = {"from": "created_at", "cast": "datetime"}
+    if source == "shop":
+        created_at["unit"] = "us"
+    mapping = {
+        "systems": {
+            "shop": {"kind": "mariadb", "priority": 2, "source_name": "shop",
+                     "namespace": target.namespace if target.kind == "mariadb" else "shopdb"},
+            "erp": {"kind": "postgresql", "priority": 1, "source_name": "erp", "namespace": "public"},
+        },
+        "rules": [{
+            "name": "order_line",
+            "source": {"system": source, "table": "order_line", "key": ["id"]},
+            "target": {"system": TARGET_OF[target.kind], "table": "order_line"},
+            "key": {"id": "id"},
+            "on_delete": "hard",
+            "fields": {"qty": "qty", "sku": "sku", "price": {"from": "price", "cast": "decimal", "scale": 2},
+                       "created_at": created_at},
+        }],
+    }
+    return MappingEngine(MappingSet.model_validate(mapping), target=TARGET_OF[target.kind])
+
+
+def unit_for(target: Target, number: int, op: str, row: dict[str, Any], before: dict[str, Any] | None = None,
+             ts_ms: int = 1_780_000_000_000) -> Unit:
+    """One single-row source transaction as the capture of the other side publishes it."""
+    if SOURCE_OF[target.kind] == "shop":
+        tx = f"0-1-{number}"
+        source = {"version": "test", "connector": "mariadb", "name": "shop", "ts_ms": ts_ms + number,
+                  "snapshot": "false", "db": "shopdb", "table": "order_line", "server_id": 1, "gtid": tx, "row": 0}
+        position = SourcePosition(0, number)
+    else:
+        tx = f"{number}:{1000 + number}"
+        source = {"version": "test", "connector": "postgresql", "name": "erp", "ts_ms": ts_ms + number,
+                  "snapshot": "false", "db": "erp", "schema": "public", "table": "order_line", "txId": number,
+                  "lsn": 1000 + number}
+        position = SourcePosition(0, 1000 + number)
+    envelope = {"before": before, "after": row, "source": source, "op": op, "ts_ms": ts_ms + number,
+                "transaction": {"id": tx, "total_order": 1, "data_collection_order": 1}}
+    return Unit(tx, position, [Event("orders", 0, number, {"id": row["id"]}, envelope)])
+
+
+def source_row(i: int, qty: int | None = None, sku: str | None = None) -> dict[str, Any]:
+    created = 1_780_000_000_000_000 + i * 1_000_007  # epoch µs (MariaDB DATETIME(6))
+    return {"id": i, "qty": i % 7 + 1 if qty is None else qty, "sku": sku or f"SKU-{i:05d}",
+            "price": f"{i}.{i % 100:02d}", "created_at": created}
+
+
+def event_row(target: Target, i: int, qty: int | None = None, sku: str | None = None) -> dict[str, Any]:
+    """The source row as its capture sends it: MariaDB DATETIME(6) as epoch µs, PostgreSQL timestamptz as text."""
+    row = source_row(i, qty, sku)
+    if SOURCE_OF[target.kind] == "erp":
+        row["created_at"] = datetime.fromtimestamp(row["created_at"] / 1e6, UTC).isoformat()
+    return row
+
+
+def apply(applier: Applier, units: list[Unit]) -> list[UnitOutcome]:
+    return applier.apply_batch(units, ["src"] * len(units), lambda outcomes: Progress()).outcomes
+
+
+def test_a_batch_of_single_row_transactions(target: Target) -> None:
+    target.dialect.execute(DDL[target.kind].format(name=target.table("order_line")))
+    engine = engine_for(target)
+    applier = Applier(target.dialect, engine.ops_for, consumer="bulk-test", target_system=TARGET_OF[target.kind])
+    applier.prepare()
+
+    first = [unit_for(target, i, "c", event_row(target, i)) for i in range(1, 301)]
+    outcomes = apply(applier, first)
+    assert all(o.dead_letter is None and len(o.decisions) == 4 for o in outcomes)
+    decision = outcomes[7].decisions[0][1]
+    assert decision.outcome is Outcome.APPLIED and decision.write and not decision.row_exists
+    assert decision.reason.endswith("is newer than the target's unknown time")
+    rows = target.rows("order_line")
+    assert len(rows) == 300
+    assert rows[41][:4] == (42, 42 % 7 + 1, "SKU-00042", Decimal("42.42"))
+    version = outcomes[41].decisions[0][0].version
+    assert isinstance(version, Version)
+    stored = target.dialect.row_versions(target.table("order_line"), [row_key_text((42,))])
+    assert stored[row_key_text((42,))]["sku"] == version_json(version, "SKU-00042")
+    assert stored[row_key_text((42,))]["price"]["val"] == "42.42"
+
+    # Updates of existing rows, new rows, a repeat of an applied change and a refused row in one batch: the
+    # refused transaction alone is dead-lettered, the others apply, and its key is held from then on.
+    second = [
+        unit_for(target, 301, "u", event_row(target, 5, qty=50), before=event_row(target, 5)),
+        unit_for(target, 302, "c", event_row(target, 400)),
+        unit_for(target, 303, "c", event_row(target, 401, sku="x" * 41)),  # longer than the column
+        unit_for(target, 304, "c", event_row(target, 402)),
+        unit_for(target, 305, "u", event_row(target, 6, qty=60), before=event_row(target, 6)),
+        first[9],  # an older version of row 10 than the one the target holds: changes nothing
+    ]
+    outcomes = apply(applier, second)
+    assert [o.dead_letter is not None for o in outcomes] == [False, False, True, False, False, False]
+    assert [[d.outcome for _, d in o.decisions] for o in outcomes[:2]] == [[Outcome.APPLIED], [Outcome.APPLIED] * 4]
+    assert {d.outcome for _, d in outcomes[5].decisions} == {Outcome.UNCHANGED}
+    quantities = dict(target.dialect.execute(f"SELECT id, qty FROM {target.table('order_line')} "
+                                             "WHERE id IN (5, 6, 400, 401, 402)"))
+    assert quantities == {5: 50, 6: 60, 400: 400 % 7 + 1, 402: 402 % 7 + 1}
+    held = apply(applier, [unit_for(target, 306, "u", event_row(target, 401, qty=3), before=event_row(target, 401))])
+    assert held[0].held_behind is not None
+    with contextlib.suppress(Exception):
+        target.dialect.execute("DELETE FROM replicator_dead_letter")

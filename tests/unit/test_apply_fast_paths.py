@@ -1,0 +1,158 @@
+"""The shortcuts of the apply path give exactly what the general code gives: frozen dataclasses built by
+`frozen_factory`, `canonical` values, the audit records' JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replicator.apply.applier import canonical
+from replicator.conflict import Decision, Outcome, resolve
+from replicator.conflict.policies import FieldState
+from replicator.conflict.resolver import resolve_field
+from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version, frozen_factory
+from replicator.transport.audit import AuditPublisher
+
+# --- frozen_factory -----------------------------------------------------------------------------------
+
+
+def test_frozen_factory_builds_the_same_frozen_instances() -> None:
+    build = frozen_factory(FieldChange)
+    made = build(5, Policy.OWNER, owner="erp")
+    assert type(made) is FieldChange
+    assert made == FieldChange(5, Policy.OWNER, owner="erp") and hash(made) == hash(FieldChange(5, Policy.OWNER,
+                                                                                                 owner="erp"))
+    assert build("x") == FieldChange("x")  # defaults
+    assert repr(build("x")) == repr(FieldChange("x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.value = 6  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        build()  # the value is required, as for FieldChange()
+    version = frozen_factory(Version)(ts_ms=1, system="shop", priority=2, position="p")
+    assert version == Version(1, "shop", 2, "p") and version.sort_key() == (1, -2, "p")
+
+
+def test_frozen_factory_refuses_classes_it_cannot_copy() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (NoSlots, Checked):
+        with pytest.raises(TypeError):
+            frozen_factory(cls)
+
+
+# --- canonical ----------------------------------------------------------------------------------------
+
+
+def canonical_reference(value: Any) -> Any:
+    """`canonical` as it was written first, without its shortcuts for text and small integers."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal | float) or (isinstance(value, int) and not isinstance(value, bool)):
+        number = Decimal(str(value))
+        return str(number.quantize(Decimal(1))) if number == number.to_integral_value() else str(number.normalize())
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() == timedelta(0):
+            value = value.replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+@settings(deadline=None)
+@given(st.one_of(st.integers(min_value=-(10**27), max_value=10**27), st.text(), st.none(), st.booleans(),
+                 st.decimals(allow_nan=False, allow_infinity=False, places=4), st.floats(allow_nan=False,
+                                                                                         allow_infinity=False),
+                 st.datetimes(), st.dates()))
+def test_canonical_shortcuts_change_nothing(value: Any) -> None:
+    def outcome(function: Any) -> Any:
+        try:
+            result = function(value)
+        except ArithmeticError as exc:  # a number beyond the default context's precision: both refuse it
+            return type(exc)
+        return type(result), result
+
+    assert outcome(canonical) == outcome(canonical_reference)
+
+
+def test_canonical_of_an_aware_utc_time_drops_the_offset() -> None:
+    assert canonical(datetime(2026, 1, 1, 3, tzinfo=UTC)) == "2026-01-01T03:00:00"
+
+
+# --- audit records ------------------------------------------------------------------------------------
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.sent.append((topic, key, value))
+
+
+def _version_dict(version: Version | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {"ts_ms": version.ts_ms, "system": version.system, "priority": version.priority,
+            "position": version.position}
+
+
+def test_audit_decision_record_is_the_documented_json() -> None:
+    publisher = AuditPublisher.__new__(AuditPublisher)
+    producer = _Producer()
+    publisher._producer = producer  # type: ignore[assignment]
+    publisher._failure = None
+    version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    op = TargetOp(OpKind.UPSERT, "public.order_line", {"id": 42}, {
+        "sku": FieldChange("SKU-42"), "price": FieldChange(Decimal("4.20")),
+        "at": FieldChange(datetime(2026, 11, 29, 3, 4, 5, 6)), "qty": FieldChange(3, Policy.DELTA),
+    }, version=version, mapping="order_line")
+    decisions: list[Decision] = list(resolve(op, {}, False).decisions)
+    stored = Version(1_770_000_000_000, "erp", 1, "00000000000000000007")
+    decisions.append(resolve_field("sku", FieldChange("old"), stored, FieldState("SKU-42", version, "SKU-42"), True))
+    assert {d.outcome for d in decisions} == {Outcome.APPLIED, Outcome.DELTA_APPLIED, Outcome.LOST}
+    publisher.decision(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                       transaction="0-1-42", decisions=decisions)
+    ((topic, key, value),) = producer.sent
+    assert topic == "replicator.audit"
+    assert orjson.loads(key) == {"target": "erp-writer", "table": "public.order_line", "key": {"id": 42}}
+    expected = {
+        "decision": "applied", "target": "erp-writer", "table": "public.order_line", "key": {"id": 42},
+        "mapping": "order_line", "source": "shop", "transaction": "0-1-42",
+        "fields": [{
+            "column": d.column, "policy": str(d.policy), "outcome": str(d.outcome), "reason": d.reason,
+            "incoming": d.incoming_value, "incoming_version": _version_dict(d.incoming_version),
+            "current": d.current_value, "current_version": _version_dict(d.current_version),
+            "result": d.result, "written": d.write,
+        } for d in decisions],
+    }
+    assert value == orjson.dumps(expected, default=str)
+
+
+# --- the resolver's Decision objects ------------------------------------------------------------------
+
+
+def test_decisions_of_both_paths_are_plain_frozen_decisions() -> None:
+    version = Version(5, "erp", 1, "x")
+    op = TargetOp(OpKind.UPSERT, "t.t", {"id": 1}, {"a": FieldChange(1)}, version=version)
+    fast = resolve(op, {}, False).decisions[0]
+    general = resolve_field("a", FieldChange(1), version, FieldState(), False)
+    assert type(fast) is Decision and type(general) is Decision and fast == general
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.reason = "changed"  # type: ignore[misc]
