@@ -301,6 +301,26 @@ class _Data:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _one_linked_partner(flow: FlowResult, label: str, ref: str, found: Sequence[Row], deleted: bool, *,
+                        report_duplicates: bool) -> bool:
+    """Whether exactly one ERP partner carries the shop row's ref, so that its fields can be compared.
+    A shop row deleted there must have only archived partners (column 8: active)."""
+    if deleted:
+        flow.differences += [
+            f"{label}: deleted in the shop but ERP partner {row[0]} (ref {ref!r}) is still active"
+            for row in found if row[8]
+        ]
+        return False
+    if not found:
+        flow.differences.append(f"{label}: no ERP partner with ref {ref!r}")
+        return False
+    if len(found) > 1:
+        if report_duplicates:
+            flow.differences.append(f"{label}: ERP partners {_ids(found)} all carry ref {ref!r}")
+        return False
+    return True
+
+
 def _show(value: Any) -> str:
     """A value as a difference message shows it: strings quoted, numbers plain, NULL as null."""
     if value is None:
@@ -362,17 +382,9 @@ def _customers(data: _Data) -> FlowResult:
         if is_guest:
             continue  # guests stay in the shop (filter is_guest = 0)
         flow.checked += 1
-        if deleted:
-            flow.differences += [
-                f"{label}: deleted in the shop but ERP partner {row[0]} (ref {ref!r}) is still active"
-                for row in found if row[8]
-            ]
+        # Several partners with one ref are reported below, as a duplicated customer.
+        if not _one_linked_partner(flow, label, ref, found, bool(deleted), report_duplicates=False):
             continue
-        if not found:
-            flow.differences.append(f"{label}: no ERP partner with ref {ref!r}")
-            continue
-        if len(found) > 1:
-            continue  # reported below as a duplicated customer
         pid, _, ptype, parent_id, _, name, pemail, pcompany, pactive = found[0][:9]
         partner = f"ERP partner {pid}"
         if ptype != "contact":
@@ -426,17 +438,7 @@ def _addresses(data: _Data) -> FlowResult:
         label = f"address {id_address} (customer {id_customer})"
         found = partners.get(ref, [])
         flow.checked += 1
-        if deleted:
-            flow.differences += [
-                f"{label}: deleted in the shop but ERP partner {row[0]} (ref {ref!r}) is still active"
-                for row in found if row[8]
-            ]
-            continue
-        if not found:
-            flow.differences.append(f"{label}: no ERP partner with ref {ref!r}")
-            continue
-        if len(found) > 1:
-            flow.differences.append(f"{label}: ERP partners {_ids(found)} all carry ref {ref!r}")
+        if not _one_linked_partner(flow, label, ref, found, bool(deleted), report_duplicates=True):
             continue
         pid, _, _, parent_id, parent_ref, _, _, _, active, street, zip_code, pcity, pphone, pmobile, code = found[0]
         partner = f"ERP partner {pid}"
