@@ -756,7 +756,7 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("        resolve lookups", "apply/applier.py", "_resolve_lookups"),
     ("        load rows (RowStore.load)", "apply/rows.py", "load"),
     ("          SELECT target rows", "dialect/base.py", "fetch_rows"),
-    ("          SELECT row versions", "dialect/base.py", "row_versions"),
+    ("          SELECT row versions", "/dialect/", "row_versions"),
     ("        Applier._apply_op", "apply/applier.py", "_apply_op"),
     ("          field states", "apply/applier.py", "_field_states"),
     ("          conflict resolver", "conflict/resolver.py", "resolve"),

@@ -33,6 +33,7 @@ err_console = Console(stderr=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Replicator YAML config file")]
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Name of the target (applier)")]
+SourceOption = Annotated[str, typer.Option("--source", "-s", help="Name of the source (capture)")]
 LogLevelOption = Annotated[str, typer.Option(help="Log level")]
 StateDirOption = Annotated[
     Path | None,
@@ -168,6 +169,25 @@ def capture(
     stats = _run_until_signalled(lambda: build_capture(load_config(config), source), log_level)
     console.print(f"capture {source} stopped: {stats.transactions} transactions, {stats.events} events, "
                   f"{stats.skipped_own_transactions} own transactions not published", highlight=False)
+
+
+@app.command("snapshot")
+def snapshot(
+    config: ConfigOption,
+    source: SourceOption,
+    tables: Annotated[str, typer.Option(help="Comma-separated tables to read again, as in the config (db.table)")],
+) -> None:
+    """Ask a source's capture to read some tables again as snapshot (`r`) events, interleaved with its stream."""
+    from replicator.config import load_config
+    from replicator.pipeline.capture_runner import request_snapshot
+
+    names = [t.strip() for t in tables.split(",") if t.strip()]
+    try:
+        request_id = request_snapshot(load_config(config), source, names)
+    except ReplicatorError as exc:
+        raise _fail(exc) from None
+    console.print(f"re-snapshot of {', '.join(names)} requested from source {source} (request {request_id}); "
+                  "a running capture reads them within seconds, else the next start does", highlight=False)
 
 
 @app.command("apply")

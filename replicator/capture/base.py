@@ -20,15 +20,30 @@ class TxBegin:
     tx: SourceTransaction  # `changes` stays empty: changes stream as RowChange items
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """The acknowledgeable position of one snapshot chunk: once Kafka holds it (and all before it), the
+    source records that `table` is in Kafka up to `last_key` (capture/snapshot.py)."""
+
+    table: TableId
+    last_key: dict[str, int] | None  # the chunk's last primary key; None: not resumable by key
+    complete: bool  # the table's last chunk
+    request: str | None = None  # the id of a re-snapshot request; None: the initial snapshot
+
+
 @dataclass(slots=True)
 class TxCommit:
     tx: SourceTransaction
-    position: Position  # what to acknowledge once everything of this transaction is in Kafka
+    # What to acknowledge once everything of this transaction is in Kafka.
+    position: Position | SnapshotChunk
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotDone:
-    """The initial snapshot has been read completely; acknowledged like a position once Kafka holds it all."""
+    """A snapshot has been read completely; acknowledged like a position once Kafka holds it all (the
+    runner passes every SnapshotDone to `acknowledge`, even when later positions are confirmed too)."""
+
+    request: str | None = None  # the id of a re-snapshot request; None: the initial snapshot
 
 
 @dataclass(slots=True)
@@ -54,7 +69,7 @@ class CaptureSource(Protocol):
     def stream(self) -> Iterator[StreamItem]:
         """Snapshot (when due) then live changes, until `stop` is called."""
 
-    def acknowledge(self, position: Position | SnapshotDone) -> None:
+    def acknowledge(self, position: Position | SnapshotDone | SnapshotChunk) -> None:
         """Everything up to and including `position` is durable in Kafka."""
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ P = TypeVar("P")
 class InFlight(Generic[P]):
     """One transaction: `sent` messages handed to the producer, `confirmed` of them delivered."""
 
-    __slots__ = ("_tracker", "confirmed", "position", "sealed", "sent")
+    __slots__ = ("_tracker", "confirmed", "marker", "position", "sealed", "sent")
 
     def __init__(self, tracker: AckTracker[P], position: P) -> None:
         self._tracker = tracker
@@ -29,6 +29,7 @@ class InFlight(Generic[P]):
         self.sent = 0
         self.confirmed = 0
         self.sealed = False
+        self.marker = False
 
     def delivered(self, err: Any, msg: Any) -> None:
         """The producer's delivery report for one message of this transaction. A failure (librdkafka
@@ -44,6 +45,9 @@ class AckTracker(Generic[P]):
     def __init__(self) -> None:
         self._queue: deque[InFlight[P]] = deque()
         self.failure: str | None = None
+        # Positions sealed as markers that the confirmed prefix passed over, oldest first: the caller
+        # takes (and clears) them with the acknowledgeable position.
+        self.markers: list[P] = []
 
     def open(self, position: P) -> InFlight[P]:
         """Register the next transaction (in source order). Count its messages in `sent` as they are
@@ -53,10 +57,12 @@ class AckTracker(Generic[P]):
         return entry
 
     @staticmethod
-    def seal(entry: InFlight[P], position: P | None = None) -> None:
+    def seal(entry: InFlight[P], position: P | None = None, *, marker: bool = False) -> None:
         """No more messages will be sent for `entry`; `position` replaces the one given at open (e.g.
-        the commit's end position, known only at commit)."""
+        the commit's end position, known only at commit). A `marker` position is reported in `markers`
+        even when later positions are confirmed in the same call."""
         entry.sealed = True
+        entry.marker = marker
         if position is not None:
             entry.position = position
 
@@ -72,6 +78,8 @@ class AckTracker(Generic[P]):
                 raise RuntimeError(f"transaction at {entry.position!r}: more confirmations than messages sent")
             queue.popleft()
             last = entry.position
+            if entry.marker:
+                self.markers.append(last)
         return last
 
     @property

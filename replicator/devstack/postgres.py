@@ -7,7 +7,7 @@ import os
 import pwd
 import shutil
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -89,6 +89,9 @@ class PostgresServer:
     password: str = ""
     name: str = "postgres"
     stop_signal: signal.Signals = signal.SIGINT  # "fast" shutdown; SIGTERM waits for clients to leave
+    # Server settings that override (or add to) SERVER_SETTINGS, e.g. {"wal_level": "replica"} for a
+    # server that logical decoding cannot read.
+    extra_settings: dict[str, str] = field(default_factory=dict)
 
     def start(self, root: Path, previous: ServerState | None) -> ServerState:
         bindir = find_bindir()
@@ -118,7 +121,7 @@ class PostgresServer:
         _remove_stale_pidfile(data_dir)
 
         argv = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port), "-k", str(sock_dir)]
-        for key, value in SERVER_SETTINGS.items():
+        for key, value in {**SERVER_SETTINGS, **self.extra_settings}.items():
             argv += ["-c", f"{key}={value}"]
         proc = spawn_detached(argv, log_path, user=user)
         dsn = self.dsn(port, "postgres")

@@ -500,6 +500,7 @@ class CompiledField:
     ranks: Mapping[str, int] | None
     is_aggregate: bool
     rank_source: CompiledField | None = None  # `rank_by`: the field whose rank this one takes
+    ranking: ops.Ranking | None = None  # how the applier ranks the value the target holds
 
     @property
     def columns(self) -> frozenset[str]:
@@ -523,13 +524,7 @@ class CompiledField:
             return FieldChange(value, self.policy, self.rank_of(value), self.owner, self.ranking)
         return _field_change(value, self.policy, None, self.owner)
 
-    @property
-    def ranking(self) -> ops.Ranking | None:
-        """How the applier ranks the target's current value (see ops.Ranking)."""
-        leader = self.rank_source or self
-        if leader.ranks is None:
-            return None
-        return ops.Ranking(leader.name, dict(leader.ranks))
+
 
     def _previous(self, before: Row) -> Any:
         try:
@@ -572,14 +567,18 @@ def _compile_fields(fields: Mapping[str, FieldSpec], context: _Context) -> tuple
 
 def _compile_field(name: str, spec: FieldSpec, context: _Context, rank_source: CompiledField | None) -> CompiledField:
     policy = spec.effective_policy
+    ranks = spec.ranks() if spec.order is not None else None
+    # How the applier ranks the target's current value (ops.Ranking): the field's own order, or its leader's.
+    leader_name, leader_ranks = (rank_source.name, rank_source.ranks) if rank_source is not None else (name, ranks)
     return CompiledField(
         name=name,
         value=_compile_value(spec, name, context, spec.aggregate_terms),
         policy=policy,
         owner=spec.owner,
-        ranks=spec.ranks() if spec.order is not None else None,
+        ranks=ranks,
         is_aggregate=spec.aggregate is not None,
         rank_source=rank_source,
+        ranking=None if leader_ranks is None else ops.Ranking(leader_name, dict(leader_ranks)),
     )
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from replicator.capture.base import CaptureSource, Heartbeat, SnapshotDone, TxBegin, TxCommit
+from replicator.capture.base import CaptureSource, Heartbeat, SnapshotChunk, SnapshotDone, TxBegin, TxCommit
 from replicator.capture.checkpoint import AckTracker, InFlight
 from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSettings
 from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
-from replicator.errors import FatalError
+from replicator.errors import ConfigError, FatalError
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
 from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
@@ -32,7 +32,7 @@ class CaptureStats:
     transactions: int = 0
     events: int = 0
     skipped_own_transactions: int = 0
-    acknowledged: Position | SnapshotDone | None = None
+    acknowledged: Position | SnapshotDone | SnapshotChunk | None = None
 
 
 def capture_topics(source_name: str, tables: list[TableId], settings: TopicSettings) -> list[TopicSpec]:
@@ -86,7 +86,7 @@ class CaptureRunner:
         self.stats = CaptureStats()
         # Set once the source holds its position (slot created, GTID read): later changes will be captured.
         self.opened = threading.Event()
-        self._tracker: AckTracker[Position | SnapshotDone] = AckTracker()
+        self._tracker: AckTracker[Position | SnapshotDone | SnapshotChunk] = AckTracker()
         self._tables: dict[TableId, _TableState] = {}
         self._tx_topic = transaction_topic(source.name)
 
@@ -131,7 +131,7 @@ class CaptureRunner:
         truncate, delete = Op.TRUNCATE, Op.DELETE
         tx: SourceTransaction | None = None
         skip = False
-        entry: InFlight[Position | SnapshotDone] | None = None
+        entry: InFlight[Position | SnapshotDone | SnapshotChunk] | None = None
         callback: Any = None
         total = 0  # events of the current transaction so far
         in_tx: list[_TableState] = []  # the current transaction's tables, in first-seen order
@@ -197,7 +197,7 @@ class CaptureRunner:
                 tx = None
                 since_poll += 1
             elif isinstance(item, SnapshotDone):
-                seal(open_tx(item))
+                seal(open_tx(item), marker=True)
             elif isinstance(item, Heartbeat):
                 # The source is idle: collect confirmations now rather than at the next transaction.
                 last_poll = clock()
@@ -228,7 +228,14 @@ class CaptureRunner:
             raise FatalError(self._tracker.failure)
 
     def _acknowledge(self) -> None:
-        position = self._tracker.take_acknowledgeable()
+        tracker = self._tracker
+        position = tracker.take_acknowledgeable()
+        if tracker.markers:
+            # Completed snapshots, each acknowledged on its own (the source records them).
+            markers, tracker.markers = tracker.markers, []
+            for marker in markers:
+                if marker is not position:
+                    self.source.acknowledge(marker)
         if position is not None:
             self.source.acknowledge(position)
             self.stats.acknowledged = position
@@ -261,3 +268,21 @@ def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:
     return CaptureRunner(
         source, producer, topic_settings=config.kafka.topics, publish_own_writes=source_config.publish_own_writes
     )
+
+
+def request_snapshot(config: ReplicatorConfig, source_name: str, tables: list[str]) -> str:
+    """Record a request to read `tables` of a source again (`replicator snapshot`); returns its id. The
+    running capture picks it up between two transactions, or the next start does."""
+    source_config = config.source(source_name)
+    unknown = [t for t in tables if t not in source_config.tables]
+    if not tables or unknown:
+        raise ConfigError(
+            f"source {source_name}: "
+            + (f"{', '.join(unknown)} not among its tables" if unknown else "no table given")
+            + f" (captured: {', '.join(source_config.tables)})"
+        )
+    bootstrap = config.kafka.bootstrap()
+    topic = offsets_topic(source_name)
+    ensure_topics(bootstrap, [s for s in capture_topics(source_name, [], config.kafka.topics) if s.name == topic])
+    producer = EventProducer(bootstrap, client_id=f"replicator-snapshot-{source_name}")
+    return OffsetStore(bootstrap, topic, source_name, producer).request_snapshot(tables)

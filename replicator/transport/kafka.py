@@ -4,6 +4,7 @@ and reading the last value of a key from a compacted topic."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -263,3 +264,75 @@ class OffsetStore:
         self._producer.produce(self.topic, self._key, orjson.dumps(state), None)
         if wait:
             self._producer.flush()
+
+    # Re-snapshot requests (`replicator snapshot`) live in the same topic under their own key; the newest
+    # one counts. Capture records the id of the last one it completed in its own state.
+
+    @property
+    def request_key(self) -> bytes:
+        return self._key + b":snapshot-request"
+
+    def load_request(self) -> dict[str, Any] | None:
+        raw = read_last_value(self.bootstrap, self.topic, self.request_key)
+        return _request(raw)
+
+    def request_snapshot(self, tables: list[str]) -> str:
+        """Record a request to read `tables` again; returns its id."""
+        request_id = uuid.uuid4().hex
+        value = {"id": request_id, "tables": tables, "requested_at_ms": int(time.time() * 1000)}
+        self._producer.produce(self.topic, self.request_key, orjson.dumps(value), None)
+        self._producer.flush()
+        return request_id
+
+    def watch_requests(self) -> RequestWatcher:
+        return RequestWatcher(self.bootstrap, self.topic, self.request_key)
+
+
+def _request(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not isinstance(value.get("tables"), list):
+        return None
+    return value
+
+
+class RequestWatcher:
+    """The values written under one key of a (small) topic after the watcher was created, read without
+    waiting: `poll` returns the newest one that arrived since the last call, if any."""
+
+    def __init__(self, bootstrap: str, topic: str, key: bytes, timeout: float = 30.0) -> None:
+        self._key = key
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "replicator-requests-reader",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+            }
+        )
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=timeout)
+            assignments = []
+            for p in metadata.topics[topic].partitions:
+                tp = TopicPartition(topic, p, 0)
+                tp.offset = _watermarks(self._consumer, tp, timeout)[1]
+                assignments.append(tp)
+            self._consumer.assign(assignments)
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def poll(self) -> dict[str, Any] | None:
+        newest: dict[str, Any] | None = None
+        try:
+            messages = self._consumer.consume(100, 0)
+        except KafkaException as exc:
+            raise RetriableError(f"reading snapshot requests: {exc}") from None
+        for msg in messages:
+            if msg.error() is None and msg.key() == self._key:
+                newest = _request(msg.value()) or newest
+        return newest
+
+    def close(self) -> None:
+        self._consumer.close()

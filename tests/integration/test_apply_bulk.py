@@ -119,6 +119,32 @@ def test_a_refused_row_fails_the_whole_multi_row_insert_as_a_data_error(target: 
     assert target.rows("bulk") == []
 
 
+def test_updates_and_deletes_of_many_rows(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MariaDB sends several UPDATE / DELETE statements per round trip: each runs as it would alone, in order,
+    and the first refused one stops the rest with its error."""
+    from replicator.apply.applier import _data_error_types
+
+    monkeypatch.setattr(MariaDbDialect, "STATEMENTS_PER_TRIP", 3)
+    dialect, table = target.dialect, target.table("bulk")
+    dialect.execute(DDL[target.kind].format(name=table))
+    dialect.insert_many(table, COLUMNS, sample_rows(10))
+    dialect.begin()
+    dialect.update_many(table, ("id",), ("sku", "qty"), [
+        ("100% ';\" DROP", 9, 1), ("first", 8, 2), ("second", 7, 2), ("x", 6, 3), ("y", 5, 4), ("z", 4, 5),
+        ("one", 1, 6),
+    ])
+    dialect.delete_many(table, ("id",), [(7,), (8,), (99,), (9,)])
+    dialect.commit()
+    rows = {r[0]: (r[1], r[2]) for r in dialect.execute(f"SELECT id, qty, sku FROM {table}")}
+    assert rows == {1: (9, "100% ';\" DROP"), 2: (7, "second"), 3: (6, "x"), 4: (5, "y"), 5: (4, "z"),
+                    6: (1, "one"), 10: (10 % 7 + 1, "SKU-00010é")}
+    dialect.begin()
+    with pytest.raises(_data_error_types()):
+        dialect.update_many(table, ("id",), ("sku",), [("a", 1), ("b", 2), ("c", 3), ("x" * 41, 4), ("e", 5)])
+    dialect.rollback()
+    assert dialect.execute(f"SELECT sku FROM {table} WHERE id = 2") == [("second",)]
+
+
 def test_row_versions_of_a_whole_batch_in_one_statement(target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MariaDbDialect, "VERSION_ROWS", 2)  # MariaDB: several statements, one key in two of them
     dialect = target.dialect

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pymysql
+from pymysql.constants import CLIENT
 from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
 
 from replicator.apply.dialect.base import TargetDialect
@@ -57,6 +58,8 @@ class MariaDbDialect(TargetDialect):
                 # transactions that committed while we waited for that lock (REPEATABLE READ would not).
                 init_command=("SET SESSION skip_replication=1, time_zone='+00:00', tx_isolation='READ-COMMITTED'"
                               if tag_writes else "SET SESSION time_zone='+00:00'"),
+                # Several statements per round trip (update_many, delete_many): each as it would run alone.
+                client_flag=CLIENT.MULTI_STATEMENTS,
             )
         except pymysql.err.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None
@@ -115,6 +118,33 @@ class MariaDbDialect(TargetDialect):
         sql = (f"INSERT INTO {self.table_ref(table)} ({cols}) VALUES ({', '.join(['%s'] * len(all_columns))}) "
                f"ON DUPLICATE KEY UPDATE {updates}")
         self.execute_many(sql, rows)
+
+    STATEMENTS_PER_TRIP = 500  # UPDATE / DELETE statements sent together by update_many and delete_many
+
+    def update_many(self, table: str, key_columns: Sequence[str], columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) < 2:
+            super().update_many(table, key_columns, columns, rows)
+            return
+        self._each_row(self._update_sql(table, tuple(key_columns), tuple(columns)), rows)
+
+    def delete_many(self, table: str, key_columns: Sequence[str], keys: Sequence[Any]) -> None:
+        if len(keys) < 2:
+            super().delete_many(table, key_columns, keys)
+            return
+        where = " AND ".join(f"{self.quote(c)} = %s" for c in key_columns)
+        self._each_row(f"DELETE FROM {self.table_ref(table)} WHERE {where}", keys)
+
+    def _each_row(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """What PyMySQL's executemany does for a statement that is not an INSERT, one statement per row with
+        the row's values escaped in, but STATEMENTS_PER_TRIP of them per round trip instead of one. They run
+        in order; the first error stops the others and is raised."""
+        with _classified(), self._require().cursor() as cur:
+            for start in range(0, len(rows), self.STATEMENTS_PER_TRIP):
+                chunk = rows[start : start + self.STATEMENTS_PER_TRIP]
+                cur.execute(";\n".join(cur.mogrify(sql, tuple(row)) for row in chunk))  # no parameters: as is
+                while cur.nextset():  # every statement's result, so that an error is raised here
+                    pass
 
     VERSION_ROWS = 1000  # rows per statement of store_row_versions: about 1 MB, far below max_allowed_packet
 

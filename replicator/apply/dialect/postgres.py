@@ -151,7 +151,10 @@ class PostgresDialect(TargetDialect):
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Several rows per INSERT ... VALUES (...), (...): each row is coerced to the target's columns as a
-        one-row INSERT is, in one statement and one round trip instead of one per row."""
+        one-row INSERT is, in one statement and one round trip instead of one per row. Row triggers, checks
+        and unique keys see each row as before; what PostgreSQL does once per statement (statement triggers,
+        non-deferred foreign-key checks) now happens once per chunk, so a row may refer to a later row of
+        the same chunk (a parent category inserted after its child)."""
         if len(rows) < 2:
             super().insert_many(table, columns, rows)
             return

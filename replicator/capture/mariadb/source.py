@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from replicator.capture.base import Heartbeat, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
 from replicator.capture.mariadb.types import (
     ColumnSpec,
     Decoder,
@@ -53,6 +53,7 @@ from replicator.capture.mariadb.types import (
     UnsupportedColumnType,
     make_decoder,
 )
+from replicator.capture.snapshot import ReplayWindow, Resnapshot, SnapshotProgress, integer_key
 from replicator.config import MariaDbSourceConfig, ResolvedConnection
 from replicator.envelope.debezium import mariadb_transaction_id
 from replicator.errors import ConfigError, FatalError, RetriableError
@@ -66,7 +67,7 @@ from replicator.events import (
     SourceTransaction,
     TableId,
 )
-from replicator.transport.kafka import OffsetStore
+from replicator.transport.kafka import OffsetStore, RequestWatcher
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ _GTID_STANDALONE = 0x01
 SNAPSHOT_SERVER_ID = 0
 # Offsets are saved at most this often while acknowledgements stream in (always on close).
 _SAVE_INTERVAL_S = 0.2
+# While streaming, new re-snapshot requests are looked for when idle and every this many transactions.
+_REQUEST_CHECK_TRANSACTIONS = 1000
+# A re-snapshot reads one chunk per streamed transaction, and chunks for this long when the stream is idle.
+_IDLE_CHUNKS_S = 0.2
 # The blocking read wakes up at least this often (server heartbeat) to notice `stop()`.
 _MAX_WAKEUP_S = 1.0
 _ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
@@ -327,6 +332,18 @@ class MariaDbCaptureSource:
         self._publish_own = config.publish_own_writes
         self._reader: Any = None
         self._needs_snapshot = False
+        # What of an interrupted snapshot is in Kafka (capture/snapshot.py; points are GTID states), and
+        # whether this run resumes one.
+        self._progress = SnapshotProgress({}, "")
+        self._resuming = False
+        # Changes to drop because a snapshot read later contains them (None: nothing to drop).
+        self._window: ReplayWindow | None = None
+        self._last_window: ReplayWindow | None = None  # the newest one, open or closed: stored with the offsets
+        # Re-snapshot requests: the watcher of new ones, one pending, the id of the last one completed.
+        self._watcher: RequestWatcher | None = None
+        self._request: dict[str, Any] | None = None
+        self._resnapshot_done: str | None = None
+        self._resnap: Resnapshot | None = None  # the request being served
         # Whether acknowledged stream positions may be stored: not while a snapshot is not wholly in
         # Kafka, or a restart would stream on without re-reading the missing part of the snapshot.
         self._may_save = False
@@ -378,34 +395,78 @@ class MariaDbCaptureSource:
             if problems:
                 raise ConfigError(problems)
             stored = self._offsets.load()
+            done = (stored or {}).get("resnapshot_done")
+            self._resnapshot_done = done if isinstance(done, str) else None
             resume = self._resume_state(stored)
             if resume is not None:
+                stored_window = ReplayWindow.stored((stored or {}).get("replay_window"))
+                if stored_window is not None:
+                    # The stream may restart before the point of the last snapshot read: drop what it contains.
+                    self._window = self._replay_window(*stored_window)
                 self._check_not_purged(conn, resume)
                 self._start_state = resume
                 self._acked_state = resume
                 self._may_save = True
             elif self.config.snapshot == "initial":
                 self._needs_snapshot = True
+                interrupted = self._interrupted_snapshot(stored)
+                if interrupted is not None:
+                    # Stream from where the first snapshot was taken, so no change since is lost; read the
+                    # rest of the snapshot in a new one (see _snapshot).
+                    self._check_not_purged(conn, interrupted[0])
+                    self._start_state = interrupted[0]
+                    self._acked_state = interrupted[0]
+                    self._progress = SnapshotProgress.from_json(interrupted[1], "")
+                    self._resuming = True
+                    log.info("source %s: resuming the interrupted snapshot taken at GTID %s (%s)",
+                             self.name, self._start_state, self._progress.to_json())
             else:
                 # No snapshot wanted: start at the current end of the binlog, and record that start
                 # at once so a restart before the first acknowledgement does not skip what came since.
                 self._start_state = self._query_one(conn, "SELECT @@GLOBAL.gtid_binlog_pos") or ""
                 self._acked_state = self._start_state
                 self._may_save = True
-                self._offsets.save({"gtid": self._start_state, "snapshot_done": True}, wait=True)
+                self._offsets.save(
+                    {"gtid": self._start_state, "snapshot_done": True, "resnapshot_done": self._resnapshot_done},
+                    wait=True,
+                )
         self._read_state = parse_gtid_state(self._start_state)
+        # Watch first, then read the newest request: one made in between is seen twice, never missed.
+        self._watcher = self._offsets.watch_requests()
+        try:
+            request = self._offsets.load_request()
+        except BaseException:
+            self._watcher.close()
+            self._watcher = None
+            raise
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request
 
     def _resume_state(self, stored: dict[str, Any] | None) -> str | None:
         """The stored GTID state to stream from, or None when capture starts over."""
         if not stored or not stored.get("snapshot_done"):
-            # Nothing stored, or a snapshot that never finished: its rows may be partly in Kafka,
-            # and a new snapshot re-sends them as `r` events, which consumers treat as upserts.
+            # Nothing stored, or a snapshot that never finished (resumed: see _interrupted_snapshot).
             return None
         gtid = stored.get("gtid")
         try:
             if not isinstance(gtid, str):
                 raise ValueError(f"expected a GTID state string, found {gtid!r}")
             return format_gtid_state(parse_gtid_state(gtid))
+        except ValueError as exc:
+            raise FatalError(
+                f"source {self.name}: the stored position in {self._offsets.topic} is unreadable ({exc}); "
+                "delete the offsets topic to start over with a new snapshot"
+            ) from None
+
+    def _interrupted_snapshot(self, stored: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+        """(GTID state the snapshot was taken at, its recorded progress) of an interrupted snapshot."""
+        if not stored or stored.get("snapshot_done") or not isinstance(stored.get("snapshot_progress"), dict):
+            return None
+        gtid = stored.get("gtid")
+        try:
+            if not isinstance(gtid, str):
+                raise ValueError(f"expected a GTID state string, found {gtid!r}")
+            return format_gtid_state(parse_gtid_state(gtid)), stored["snapshot_progress"]
         except ValueError as exc:
             raise FatalError(
                 f"source {self.name}: the stored position in {self._offsets.topic} is unreadable ({exc}); "
@@ -564,10 +625,103 @@ class MariaDbCaptureSource:
 
     def stream(self) -> Iterator[StreamItem]:
         if self._needs_snapshot:
-            yield from self._snapshot()
+            yield from self._snapshot(self._tables, self._progress, None)
         if self._stopping:
             return
+        if self._resuming:
+            # Streaming from the first snapshot's GTID: rows read later already contain the changes logged
+            # before the GTID state they were read at.
+            self._window = self._replay_window(self._progress, self._captured, self._progress.point)
+        if self._request is not None:
+            # Served before streaming, all chunks at once.
+            request, self._request = self._request, None
+            self._start_resnapshot(request)
+            while self._resnap is not None and not self._stopping:
+                yield from self._resnapshot_chunk()
+            if self._stopping:
+                return
         yield from self._replicate()
+
+    def _check_requests(self) -> Iterator[StreamItem]:
+        """Between transactions: start serving a new re-snapshot request, if one came (and read its first
+        chunk); one that comes while another is served waits for it to complete."""
+        request = None if self._watcher is None else self._watcher.poll()
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request  # waits for the one being served, if any
+        if self._request is not None and self._resnap is None:
+            request, self._request = self._request, None
+            self._start_resnapshot(request)
+            yield from self._resnapshot_chunk()
+
+    def _start_resnapshot(self, request: dict[str, Any]) -> None:
+        wanted = {str(t): t for t in self._tables}
+        tables = [wanted[name] for name in request["tables"] if name in wanted]
+        unknown = [name for name in request["tables"] if name not in wanted]
+        if unknown:
+            log.warning("source %s: re-snapshot request %s names tables not captured: %s", self.name,
+                        request["id"], unknown)
+        log.info("source %s: re-snapshot %s of %s", self.name, request["id"], ", ".join(map(str, tables)))
+        self._resnap = Resnapshot.start(request["id"], tables, self._window)
+
+    def _resnapshot_chunk(self) -> Iterator[StreamItem]:
+        """The next chunk of the re-snapshot being served, as `r` events read in a consistent snapshot at a
+        known GTID state; then the streamed changes of the rows read so far that are older than their read
+        point are dropped. After the last chunk, SnapshotDone."""
+        state = self._resnap
+        assert state is not None
+        if self._stopping:
+            # Not completed in this run: the next start serves the request again.
+            self._resnap = None
+            return
+        if state.done:
+            self._resnap = None
+            yield SnapshotDone(state.request)
+            return
+        table = state.tables[state.index]
+        started_ms = int(time.time()) * 1000
+        conn = self._connect()
+        try:
+            log_file, log_pos, point = self._open_snapshot(conn)
+            position = MariaDbPosition(gtid=point, file=log_file, pos=log_pos, server_id=SNAPSHOT_SERVER_ID)
+            yield from state.read(
+                self._snapshot_table(conn, table, started_ms, position, state.progress, state.request), point
+            )
+            conn.rollback()
+        except pymysql.err.MySQLError as exc:
+            raise RetriableError(f"source {self.name}: snapshot failed: {exc.args[-1] if exc.args else exc}") from None
+        finally:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+        if self._stopping:
+            self._resnap = None  # the read may have stopped short: served again at the next start
+            return
+        self._window = self._replay_window(state.progress, state.window_tables, point)
+
+    def _replay_window(self, progress: SnapshotProgress, tables: frozenset[TableId], newest: str) -> ReplayWindow:
+        parsed: dict[str, GtidState] = {}
+
+        def state_of(point: str) -> GtidState:
+            state = parsed.get(point)
+            if state is None:
+                state = parsed[point] = parse_gtid_state(point)
+            return state
+
+        def before(tx: SourceTransaction, point: Any) -> bool:
+            assert isinstance(tx.position, MariaDbPosition)
+            domain, _server, seq = (int(part) for part in tx.position.gtid.split("-"))
+            last = state_of(point).get(domain)
+            return last is not None and seq <= last[1]
+
+        def past(tx: SourceTransaction, newest: Any) -> bool:
+            state = state_of(newest)
+            if len(state) != 1:
+                return False
+            assert isinstance(tx.position, MariaDbPosition)
+            domain, _server, seq = (int(part) for part in tx.position.gtid.split("-"))
+            return domain in state and seq > state[domain][1]
+
+        window = self._last_window = ReplayWindow(progress, tables, newest, before, past)
+        return window
 
     def _open_reader(self) -> Any:
         info = self._conn_info
@@ -632,6 +786,10 @@ class MariaDbCaptureSource:
         self._forget_table_maps()
         maps = self._maps
         open_tx: _OpenTx | None = None
+        # The replay window, when one is open: `covered` when the open transaction is inside it.
+        window = self._window
+        covered = False
+        commits = 0
         while True:
             if open_tx is None and self._stopping:
                 return
@@ -653,7 +811,12 @@ class MariaDbCaptureSource:
                     yield TxBegin(open_tx.tx)
                 if open_tx.own and not self._publish_own:
                     continue  # the runner would drop them: skip decoding
-                yield from self._row_changes(event, mapped, open_tx.tx, reader.log_file)
+                if covered and window is not None:
+                    for change in self._row_changes(event, mapped, open_tx.tx, reader.log_file):
+                        if not window.drops(change):
+                            yield change
+                else:
+                    yield from self._row_changes(event, mapped, open_tx.tx, reader.log_file)
             elif isinstance(event, TableMapEvent):
                 self._on_table_map(event)
             elif isinstance(event, MariadbGtidEvent):
@@ -666,11 +829,23 @@ class MariaDbCaptureSource:
                         )
                     yield from self._end(open_tx, reader.log_file, open_tx.last_pos)
                 open_tx = self._begin(event, reader.log_file)
+                if window is not None:
+                    covered = window.covers(open_tx.tx)
+                    if window.closed:
+                        window = self._window = None
             elif isinstance(event, XidEvent | XAPrepareEvent):
                 # XA transactions are published at XA PREPARE, where their rows are in the binlog.
                 if open_tx is not None:
                     yield from self._end(open_tx, reader.log_file, event.packet.log_pos)
                     open_tx = None
+                    commits += 1
+                    if commits >= _REQUEST_CHECK_TRANSACTIONS:
+                        commits = 0
+                        yield from self._check_requests()
+                        window = self._window
+                    if self._resnap is not None:
+                        yield from self._resnapshot_chunk()  # one chunk per streamed transaction
+                        window = self._window
             elif isinstance(event, QueryEvent):
                 if open_tx is None:
                     continue
@@ -698,6 +873,13 @@ class MariaDbCaptureSource:
                     open_tx = None
             elif isinstance(event, HeartbeatLogEvent) and open_tx is None:
                 yield from self._idle()
+                yield from self._check_requests()
+                if self._resnap is not None:
+                    # Idle: read chunks for a while before looking at the stream again.
+                    until = time.monotonic() + _IDLE_CHUNKS_S
+                    while self._resnap is not None and not self._stopping and time.monotonic() < until:
+                        yield from self._resnapshot_chunk()
+                window = self._window
 
     def _begin(self, event: Any, log_file: str) -> _OpenTx:
         own = bool(event.packet.flags & _SKIP_REPLICATION_FLAG)
@@ -855,38 +1037,30 @@ class MariaDbCaptureSource:
 
     # -- snapshot ----------------------------------------------------------------------------------
 
-    def _snapshot(self) -> Iterator[StreamItem]:
-        """Read every table in one consistent-snapshot transaction, in primary-key chunks, as `r` events,
-        then stream from the binlog position that snapshot corresponds to."""
+    def _snapshot(
+        self, tables: Sequence[TableId], progress: SnapshotProgress, request: str | None
+    ) -> Iterator[StreamItem]:
+        """Read `tables` in one consistent-snapshot transaction, in primary-key chunks, as `r` events; the
+        initial snapshot (no `request`) then streams from the binlog position that snapshot corresponds to,
+        unless it resumes an interrupted one."""
         # Snapshot reads are versioned at the start of the snapshot, floored to the binlog's whole seconds:
         # every change streamed after the snapshot then has an equal or later commit time, so conflict
         # resolution never lets a snapshot read win over a later change (ties fall to the log position).
         started_ms = int(time.time()) * 1000
         conn = self._connect()
         try:
-            with conn.cursor() as cur:
-                # TIMESTAMPs come out in UTC, as the binlog carries them.
-                cur.execute("SET SESSION time_zone = '+00:00'")
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                # The binlog position of exactly this snapshot, without a global read lock.
-                cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
-                status = {str(name).lower(): value for name, value in cur.fetchall()}
-            log_file = str(status.get("binlog_snapshot_file") or "")
-            log_pos = int(status.get("binlog_snapshot_position") or 0)
-            gtid = self._query_one(conn, "SELECT BINLOG_GTID_POS(%s, %s)", (log_file, log_pos))
-            if not log_file or gtid is None:
-                raise FatalError(
-                    f"source {self.name}: the server gave no GTID for the snapshot's binlog position "
-                    f"{log_file or '?'}:{log_pos}; is the binary log enabled?"
-                )
-            self._start_state = format_gtid_state(parse_gtid_state(str(gtid)))
-            self._read_state = parse_gtid_state(self._start_state)
-            self._acked_state = self._start_state
-            position = MariaDbPosition(gtid=self._start_state, file=log_file, pos=log_pos, server_id=SNAPSHOT_SERVER_ID)
-            log.info("source %s: snapshot at %s:%s (GTID %s)", self.name, log_file, log_pos, self._start_state)
-            for table in self._tables:
-                yield from self._snapshot_table(conn, table, started_ms, position)
+            log_file, log_pos, snapshot_state = self._open_snapshot(conn)
+            progress.point = snapshot_state
+            if request is None and not self._resuming:
+                self._start_state = snapshot_state
+                self._read_state = parse_gtid_state(self._start_state)
+                self._acked_state = self._start_state
+            position = MariaDbPosition(gtid=snapshot_state, file=log_file, pos=log_pos, server_id=SNAPSHOT_SERVER_ID)
+            log.info("source %s: snapshot at %s:%s (GTID %s)", self.name, log_file, log_pos, snapshot_state)
+            for table in tables:
+                if progress.is_complete(table):
+                    continue  # in Kafka since an earlier run
+                yield from self._snapshot_table(conn, table, started_ms, position, progress, request)
                 if self._stopping:
                     return
             conn.rollback()
@@ -895,11 +1069,37 @@ class MariaDbCaptureSource:
         finally:
             with contextlib.suppress(pymysql.err.Error):
                 conn.close()
-        yield SnapshotDone()
+        yield SnapshotDone(request)
+
+    def _open_snapshot(self, conn: Connection) -> tuple[str, int, str]:
+        """Start a consistent-snapshot transaction on `conn`: (binlog file, position, GTID state) of it."""
+        with conn.cursor() as cur:
+            # TIMESTAMPs come out in UTC, as the binlog carries them.
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            # The binlog position of exactly this snapshot, without a global read lock.
+            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            status = {str(name).lower(): value for name, value in cur.fetchall()}
+        log_file = str(status.get("binlog_snapshot_file") or "")
+        log_pos = int(status.get("binlog_snapshot_position") or 0)
+        gtid = self._query_one(conn, "SELECT BINLOG_GTID_POS(%s, %s)", (log_file, log_pos))
+        if not log_file or gtid is None:
+            raise FatalError(
+                f"source {self.name}: the server gave no GTID for the snapshot's binlog position "
+                f"{log_file or '?'}:{log_pos}; is the binary log enabled?"
+            )
+        return log_file, log_pos, format_gtid_state(parse_gtid_state(str(gtid)))
 
     def _snapshot_table(
-        self, conn: Connection, table: TableId, started_ms: int, position: MariaDbPosition
-    ) -> Iterator[StreamItem]:
+        self,
+        conn: Connection,
+        table: TableId,
+        started_ms: int,
+        position: MariaDbPosition,
+        progress: SnapshotProgress,
+        request: str | None,
+    ) -> Generator[StreamItem, None, None]:
         try:
             shape = self._table_shape(conn, table)
         except ConfigError as exc:
@@ -916,6 +1116,9 @@ class MariaDbCaptureSource:
         limit = self.config.snapshot_chunk_rows
         width = len(names)
         last_key: tuple[Any, ...] | None = None
+        resume = progress.resume_after(table)
+        if resume is not None and list(resume) == list(shape.primary_key):
+            last_key = tuple(resume.values())  # read on after the last chunk an earlier run got into Kafka
         chunk_no = 0
         while not self._stopping:
             where, args = ("", ()) if last_key is None else _after_key(shape.primary_key, last_key)
@@ -940,13 +1143,28 @@ class MariaDbCaptureSource:
                     raise FatalError(f"source {self.name}: {table} row {keys}: cannot encode: {exc}") from None
                 yield RowChange(table, Op.READ, {k: after[k] for k in key_names}, None, after, position)
             last_key = tuple(rows[-1][width:])
-            yield TxCommit(tx, position)
+            resumable = dict(zip(shape.primary_key, last_key, strict=True)) if integer_key(last_key) else None
+            yield TxCommit(tx, SnapshotChunk(table, resumable, len(rows) < limit, request))
             if len(rows) < limit:
                 return
 
     # -- acknowledgement and shutdown ----------------------------------------------------------------
 
-    def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone) -> None:
+    def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone | SnapshotChunk) -> None:
+        if isinstance(position, SnapshotDone) and position.request is not None:
+            self._resnapshot_done = position.request
+            self._save_due = True
+            self._save(force=True)
+            return
+        if isinstance(position, SnapshotChunk):
+            if self._may_save or position.request is not None:
+                return
+            # Not waited for: a lost record only means that chunk is read again after a crash.
+            self._progress.record(position, self._tables)
+            self._offsets.save(
+                {"gtid": self._start_state, "snapshot_done": False, "snapshot_progress": self._progress.to_json()}
+            )
+            return
         if isinstance(position, SnapshotDone):
             self._snapshot_done()
             return
@@ -988,7 +1206,17 @@ class MariaDbCaptureSource:
             return
         now = time.monotonic()
         if force or now - self._last_save >= _SAVE_INTERVAL_S:
-            self._offsets.save({"gtid": self._acked_state, "snapshot_done": True}, wait=wait)
+            self._offsets.save(
+                {
+                    "gtid": self._acked_state,
+                    "snapshot_done": True,
+                    "resnapshot_done": self._resnapshot_done,
+                    # The last snapshot window, kept: one already passed closes at once, or (several
+                    # domains) drops nothing older than the stored position.
+                    "replay_window": None if self._last_window is None else self._last_window.to_json(),
+                },
+                wait=wait,
+            )
             self._save_due = False
             self._last_save = now
 
@@ -996,6 +1224,9 @@ class MariaDbCaptureSource:
         self._stopping = True
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         if self._reader is not None:
             with contextlib.suppress(pymysql.err.Error, OSError):
                 self._reader.close()

@@ -13,7 +13,7 @@ import logging
 import select
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,10 @@ import psycopg2.errors
 import psycopg2.extras
 from psycopg import sql
 
-from replicator.capture.base import Heartbeat, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
 from replicator.capture.postgres import pgoutput as pg
 from replicator.capture.postgres.types import Decoder, UnsupportedColumnType, make_decoder, make_relation_decoders
+from replicator.capture.snapshot import ReplayWindow, Resnapshot, SnapshotProgress, integer_key
 from replicator.config import PostgresSourceConfig, ResolvedConnection
 from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER, postgres_transaction_id
 from replicator.errors import ConfigError, FatalError, RetriableError
@@ -39,9 +40,14 @@ from replicator.events import (
     SourceTransaction,
     TableId,
 )
-from replicator.transport.kafka import OffsetStore
+from replicator.transport.kafka import OffsetStore, RequestWatcher
 
 log = logging.getLogger(__name__)
+
+# While streaming, new re-snapshot requests are looked for when idle and every this many transactions.
+_REQUEST_CHECK_TRANSACTIONS = 1000
+# A re-snapshot reads one chunk per streamed transaction, and chunks for this long when the stream is idle.
+_IDLE_CHUNKS_S = 0.2
 
 # The session settings the text decoders rely on (see capture/postgres/types.py).
 SESSION_OPTIONS = (
@@ -115,6 +121,11 @@ def _lsn_text(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
+def _parse_lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 class PostgresCaptureSource:
     connector = Connector.POSTGRESQL
 
@@ -134,6 +145,18 @@ class PostgresCaptureSource:
         self._needs_snapshot = False
         self._snapshot_saved = False
         self._snapshot_ts_ms = 0
+        # What of an interrupted snapshot is in Kafka (capture/snapshot.py), and whether this run resumes one.
+        self._progress = SnapshotProgress({}, 0)
+        self._resuming = False
+        self._created_at_lsn = ""
+        # Changes to drop because a snapshot read later contains them (None: nothing to drop).
+        self._window: ReplayWindow | None = None
+        self._last_window: ReplayWindow | None = None  # the newest one, open or closed: stored with the offsets
+        # Re-snapshot requests: the watcher of new ones, one pending, the id of the last one completed.
+        self._watcher: RequestWatcher | None = None
+        self._request: dict[str, Any] | None = None
+        self._resnapshot_done: str | None = None
+        self._resnap: Resnapshot | None = None  # the request being served
         self._stopping = False
         self._flush_lsn = 0
         self._feedback_due = False
@@ -184,7 +207,23 @@ class PostgresCaptureSource:
         )
         self._repl = self._replication_connection()
         self._cursor = self._repl.cursor()
-        if slot_exists and snapshot_pending:
+        progress = state.get("snapshot_progress")
+        created_at = state.get("created_at_lsn")
+        if (
+            slot_exists
+            and snapshot_pending
+            and state.get("slot") == self.config.slot_name
+            and isinstance(progress, dict)
+            and isinstance(created_at, str)
+        ):
+            # An interrupted snapshot whose progress was recorded: the slot has not moved since it was
+            # created (nothing streamed is acknowledged before the snapshot is complete), so stream from
+            # it and read only the rest of the snapshot, in a new exported snapshot (see _snapshot).
+            self._progress = SnapshotProgress.from_json(progress, 0)
+            self._created_at_lsn = created_at
+            self._resuming = True
+            log.info("source %s: resuming the interrupted snapshot (%s)", self.name, self._progress.to_json())
+        elif slot_exists and snapshot_pending:
             # A snapshot was interrupted (or never recorded): its exported snapshot died with the session,
             # so start over from a fresh slot rather than stream from a point the snapshot did not match.
             log.warning("source %s: snapshot was not completed; recreating slot %s", self.name, self.config.slot_name)
@@ -198,15 +237,33 @@ class PostgresCaptureSource:
             self._cursor.execute(f'CREATE_REPLICATION_SLOT "{self.config.slot_name}" LOGICAL pgoutput {mode}')
             _, consistent_point, snapshot_name, _ = self._cursor.fetchone()
             self._snapshot_name = snapshot_name
-            self._offsets.save(
-                {
-                    "slot": self.config.slot_name,
-                    "snapshot_done": not snapshot_pending,
-                    "created_at_lsn": consistent_point,
-                },
-                wait=True,
-            )
+            self._created_at_lsn = consistent_point
+            self._progress = SnapshotProgress({}, _parse_lsn(consistent_point))
+            record: dict[str, Any] = {
+                "slot": self.config.slot_name,
+                "snapshot_done": not snapshot_pending,
+                "created_at_lsn": consistent_point,
+            }
+            if snapshot_pending:
+                record["snapshot_progress"] = {}
+            self._offsets.save(record, wait=True)
         self._needs_snapshot = snapshot_pending
+        done = state.get("resnapshot_done")
+        self._resnapshot_done = done if isinstance(done, str) else None
+        stored_window = ReplayWindow.stored(state.get("replay_window"))
+        if slot_exists and not snapshot_pending and stored_window is not None:
+            # The stream may restart before the point of the last snapshot read: drop what it contains.
+            self._window = self._replay_window(*stored_window)
+        # Watch first, then read the newest request: one made in between is seen twice (same id), never missed.
+        self._watcher = self._offsets.watch_requests()
+        try:
+            request = self._offsets.load_request()
+        except BaseException:
+            self._watcher.close()
+            self._watcher = None
+            raise
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request
 
     def _replication_connection(self) -> Any:
         info = self._conn_info
@@ -322,6 +379,18 @@ class PostgresCaptureSource:
             yield from self._snapshot()
         if self._stopping:
             return
+        if self._resuming:
+            # The slot streams from the first snapshot's point; rows read later already contain the
+            # changes committed before the point they were read at.
+            self._window = self._replay_window(self._progress, frozenset(self._tables), self._progress.point)
+        if self._request is not None:
+            # Served before streaming, all chunks at once.
+            request, self._request = self._request, None
+            self._start_resnapshot(request)
+            while self._resnap is not None and not self._stopping:
+                yield from self._resnapshot_chunk()
+            if self._stopping:
+                return
         try:
             self._cursor.start_replication(
                 slot_name=self.config.slot_name,
@@ -339,6 +408,18 @@ class PostgresCaptureSource:
             raise FatalError(f"source {self.name}: could not start replication: {str(exc).strip()}") from None
         yield from self._replicate()
 
+    def _replay_window(self, progress: SnapshotProgress, tables: frozenset[TableId], newest: int) -> ReplayWindow:
+        def before(tx: SourceTransaction, point: Any) -> bool:
+            assert isinstance(tx.position, PostgresPosition)
+            return bool(tx.position.commit_lsn < point)
+
+        def past(tx: SourceTransaction, newest: Any) -> bool:
+            assert isinstance(tx.position, PostgresPosition)
+            return bool(tx.position.commit_lsn >= newest)
+
+        window = self._last_window = ReplayWindow(progress, tables, newest, before, past)
+        return window
+
     def _replicate(self) -> Iterator[StreamItem]:
         cursor = self._cursor
         read_message = cursor.read_message
@@ -352,6 +433,10 @@ class PostgresCaptureSource:
         begun = False
         last_heartbeat = time.monotonic()
         interval = self.config.heartbeat_interval_s
+        # The replay window, when one is open: `covered` when the open transaction is inside it.
+        window = self._window
+        covered = False
+        commits = 0
         while True:
             if tx is None and self._stopping:
                 return
@@ -376,6 +461,15 @@ class PostgresCaptureSource:
                         # tables' changes), which becomes the next heartbeat's position.
                         self._request_keepalive()
                     yield Heartbeat(position)
+                    yield from self._check_requests()
+                    if self._resnap is not None:
+                        # Idle: read chunks for a while before looking at the stream again.
+                        until = time.monotonic() + _IDLE_CHUNKS_S
+                        while self._resnap is not None and not self._stopping and time.monotonic() < until:
+                            yield from self._resnapshot_chunk()
+                        window = self._window
+                        continue  # look at the stream without waiting
+                    window = self._window
                 with contextlib.suppress(InterruptedError):
                     select.select([cursor], [], [], min(1.0, interval))
                 continue
@@ -396,6 +490,10 @@ class PostgresCaptureSource:
                     _position(tx_lsn, commit_lsn, begin_xid),
                 )
                 begun = False
+                if window is not None:
+                    covered = window.covers(tx)
+                    if window.closed:
+                        window = self._window = None
                 continue
             if kind == 0x4F:  # O: written by a session with a replication origin
                 origin = pg.parse_message(payload, False)
@@ -417,9 +515,12 @@ class PostgresCaptureSource:
                 rel = relations.get(insert.relation_oid) or self._relation(insert.relation_oid)
                 after = self._full_row(rel, insert.new)
                 key = {rel.key_names[0]: after[rel.key_names[0]]} if rel.single_key else rel.key_of(after)
-                yield RowChange(
+                change = RowChange(
                     rel.table, create, key, None, after, _position(msg.data_start or tx_lsn, commit_lsn, xid)
                 )
+                if covered and window is not None and window.drops(change):
+                    continue
+                yield change
                 continue
             if kind == 0x43:  # C
                 if len(payload) == _COMMIT_SIZE:
@@ -430,6 +531,15 @@ class PostgresCaptureSource:
                     commit_lsn, end_lsn = commit.commit_lsn, commit.end_lsn
                 yield TxCommit(tx, _position(end_lsn, commit_lsn, xid))
                 tx = None
+                covered = False
+                commits += 1
+                if commits >= _REQUEST_CHECK_TRANSACTIONS:
+                    commits = 0
+                    yield from self._check_requests()
+                    window = self._window
+                if self._resnap is not None:
+                    yield from self._resnapshot_chunk()  # one chunk per streamed transaction
+                    window = self._window
                 continue
             message = parse(payload, False)
             if isinstance(message, pg.Relation):
@@ -437,7 +547,12 @@ class PostgresCaptureSource:
             elif isinstance(message, pg.TypeDefinition | pg.LogicalMessage):
                 continue
             else:
-                yield from self._changes(message, tx, msg.data_start)
+                if covered and window is not None:
+                    for change in self._changes(message, tx, msg.data_start):
+                        if not window.drops(change):
+                            yield change
+                else:
+                    yield from self._changes(message, tx, msg.data_start)
 
     def _on_relation(self, message: pg.Message) -> None:
         assert isinstance(message, pg.Relation)
@@ -554,31 +669,134 @@ class PostgresCaptureSource:
     # -- snapshot ----------------------------------------------------------------------------------
 
     def _snapshot(self) -> Iterator[StreamItem]:
-        """Read every table as of the slot's exported snapshot, in primary-key chunks, as `r` events."""
-        assert self._snapshot_name is not None
-        started_ms = self._snapshot_ts_ms
-        with self._connect() as conn:
-            # autocommit stays on so that this BEGIN is the transaction's first statement, as
-            # SET TRANSACTION SNAPSHOT requires.
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot_name)))
-            for table in self._tables:
-                yield from self._snapshot_table(conn, table, started_ms)
-                if self._stopping:
-                    conn.execute("ROLLBACK")
-                    return
-            conn.execute("ROLLBACK")
+        """Read every table as of the slot's exported snapshot, in primary-key chunks, as `r` events.
+
+        Resuming an interrupted snapshot, the slot's snapshot is gone: the rest is read as of a snapshot
+        exported by a temporary slot, whose consistent point becomes this run's point in the progress."""
+        helper: Any = None
+        try:
+            if self._resuming:
+                started_ms = int(time.time() * 1000) - 1
+                helper, point, snapshot_name = self._temporary_snapshot()
+                self._progress.point = _parse_lsn(point)
+                log.info("source %s: reading the rest of the snapshot as of %s", self.name, point)
+            else:
+                assert self._snapshot_name is not None
+                snapshot_name = self._snapshot_name
+                started_ms = self._snapshot_ts_ms
+            with self._connect() as conn:
+                # autocommit stays on so that this BEGIN is the transaction's first statement, as
+                # SET TRANSACTION SNAPSHOT requires.
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+                if helper is not None:
+                    # Imported: the temporary slot (dropped with its session) is no longer needed.
+                    helper.close()
+                    helper = None
+                yield from self._snapshot_tables(conn, started_ms)
+        finally:
+            if helper is not None:
+                helper.close()
+
+    def _temporary_snapshot(self) -> tuple[Any, str, str]:
+        """(replication connection, consistent point, snapshot name) of a temporary slot created to export
+        a snapshot whose point is known exactly; the slot goes with the connection."""
+        helper = self._replication_connection()
+        try:
+            cursor = helper.cursor()
+            temporary = f"{self.config.slot_name}_snap"[:63]
+            cursor.execute(f'CREATE_REPLICATION_SLOT "{temporary}" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT')
+            _, point, snapshot_name, _ = cursor.fetchone()
+        except psycopg2.Error as exc:
+            helper.close()
+            raise RetriableError(f"source {self.name}: could not export a snapshot: {str(exc).strip()}") from None
+        return helper, point, snapshot_name
+
+    def _check_requests(self) -> Iterator[StreamItem]:
+        """Between transactions: start serving a new re-snapshot request, if one came (and read its first
+        chunk); one that comes while another is served waits for it to complete."""
+        request = None if self._watcher is None else self._watcher.poll()
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request  # waits for the one being served, if any
+        if self._request is not None and self._resnap is None:
+            request, self._request = self._request, None
+            self._start_resnapshot(request)
+            yield from self._resnapshot_chunk()
+
+    def _start_resnapshot(self, request: dict[str, Any]) -> None:
+        wanted = {str(t): t for t in self._tables}
+        tables = [wanted[name] for name in request["tables"] if name in wanted]
+        unknown = [name for name in request["tables"] if name not in wanted]
+        if unknown:
+            log.warning("source %s: re-snapshot request %s names tables not captured: %s", self.name,
+                        request["id"], unknown)
+        log.info("source %s: re-snapshot %s of %s", self.name, request["id"], ", ".join(map(str, tables)))
+        self._resnap = Resnapshot.start(request["id"], tables, self._window)
+
+    def _resnapshot_chunk(self) -> Iterator[StreamItem]:
+        """The next chunk of the re-snapshot being served, as `r` events read in a snapshot exported at a
+        known point; then the streamed changes of the rows read so far that are older than their read
+        point are dropped. After the last chunk, SnapshotDone."""
+        state = self._resnap
+        assert state is not None
+        if self._stopping:
+            # Not completed in this run: the next start serves the request again.
+            self._resnap = None
+            return
+        if state.done:
+            self._resnap = None
+            yield SnapshotDone(state.request)
+            return
+        table = state.tables[state.index]
+        started_ms = int(time.time() * 1000) - 1
+        helper, point, snapshot_name = self._temporary_snapshot()
+        lsn = _parse_lsn(point)
+        try:
+            with self._connect() as conn:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+                helper.close()
+                helper = None
+                yield from state.read(
+                    self._snapshot_table(conn, table, started_ms, state.progress, state.request), lsn
+                )
+                conn.execute("ROLLBACK")
+        finally:
+            if helper is not None:
+                helper.close()
+        if self._stopping:
+            self._resnap = None  # the read may have stopped short: served again at the next start
+            return
+        self._window = self._replay_window(state.progress, state.window_tables, lsn)
+
+    def _snapshot_tables(self, conn: psycopg.Connection[tuple[Any, ...]], started_ms: int) -> Iterator[StreamItem]:
+        for table in self._tables:
+            if self._progress.is_complete(table):
+                continue  # in Kafka since an earlier run
+            yield from self._snapshot_table(conn, table, started_ms, self._progress, None)
+            if self._stopping:
+                conn.execute("ROLLBACK")
+                return
+        conn.execute("ROLLBACK")
         yield SnapshotDone()
 
     def _snapshot_table(
-        self, conn: psycopg.Connection[tuple[Any, ...]], table: TableId, started_ms: int
-    ) -> Iterator[StreamItem]:
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        table: TableId,
+        started_ms: int,
+        progress: SnapshotProgress,
+        request: str | None,
+    ) -> Generator[StreamItem, None, None]:
         columns, decoders, key_cols = self._table_shape(conn, table)
         ident = sql.SQL("{} AS t").format(sql.Identifier(table.namespace, table.table))
         # Values are read as text so that the pgoutput decoders encode them exactly as streamed ones.
         select_list = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in columns)
         key_list = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in key_cols)
+        resume = progress.resume_after(table)
         last_key: tuple[Any, ...] | None = None
+        if resume is not None and list(resume) == key_cols:
+            last_key = tuple(resume.values())  # read on after the last chunk an earlier run got into Kafka
         chunk = self.config.snapshot_chunk_rows
         key_pos = [columns.index(c) for c in key_cols]
         raw_key = key_list
@@ -619,7 +837,8 @@ class PostgresCaptureSource:
                 key = {columns[i]: after[columns[i]] for i in key_pos}
                 yield RowChange(table, Op.READ, key, None, after, tx.position)
             last_key = tuple(rows[-1][width:])
-            yield TxCommit(tx, tx.position)
+            resumable = dict(zip(key_cols, last_key, strict=True)) if integer_key(last_key) else None
+            yield TxCommit(tx, SnapshotChunk(table, resumable, len(rows) < chunk, request))
             if len(rows) < chunk:
                 return
 
@@ -653,7 +872,25 @@ class PostgresCaptureSource:
 
     # -- acknowledgement and shutdown ----------------------------------------------------------------
 
-    def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone) -> None:
+    def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone | SnapshotChunk) -> None:
+        if isinstance(position, SnapshotDone) and position.request is not None:
+            self._resnapshot_done = position.request
+            self._offsets.save(self._done_record())
+            return
+        if isinstance(position, SnapshotChunk):
+            if position.request is not None:
+                return  # a re-snapshot is recorded once complete
+            # Not waited for: a lost record only means that chunk is read again after a crash.
+            self._progress.record(position, self._tables)
+            self._offsets.save(
+                {
+                    "slot": self.config.slot_name,
+                    "snapshot_done": False,
+                    "created_at_lsn": self._created_at_lsn,
+                    "snapshot_progress": self._progress.to_json(),
+                }
+            )
+            return
         snapshot_chunk = isinstance(position, PostgresPosition) and position.lsn == 0
         if self._needs_snapshot and not self._snapshot_saved and not snapshot_chunk:
             # Positions are acknowledged in order, so the snapshot (read before any streamed change) is
@@ -661,13 +898,22 @@ class PostgresCaptureSource:
             self._snapshot_saved = True
             # Waited for: once streamed positions are acknowledged to the slot, a restart that missed this
             # record would take a fresh snapshot instead of resuming.
-            self._offsets.save({"slot": self.config.slot_name, "snapshot_done": True}, wait=True)
+            self._offsets.save(self._done_record(), wait=True)
         if not isinstance(position, PostgresPosition) or snapshot_chunk:
             return
         if position.lsn > self._flush_lsn:
             self._flush_lsn = position.lsn
             self._feedback_due = True
             self._send_feedback(force=False)
+
+    def _done_record(self) -> dict[str, Any]:
+        return {
+            "slot": self.config.slot_name,
+            "snapshot_done": True,
+            "resnapshot_done": self._resnapshot_done,
+            # Saved only once Kafka holds the snapshot reads it filters for; closes at once when passed.
+            "replay_window": None if self._last_window is None else self._last_window.to_json(),
+        }
 
     def _request_keepalive(self) -> None:
         try:
@@ -696,6 +942,9 @@ class PostgresCaptureSource:
         self._stopping = True
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         if self._repl is not None:
             with contextlib.suppress(psycopg2.Error):
                 self._send_feedback(force=True)

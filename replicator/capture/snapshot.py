@@ -1,0 +1,231 @@
+"""Resumable initial snapshots and re-snapshots: which rows are in Kafka, and as of which source point.
+
+A snapshot reads each table in primary-key chunks. Each chunk is a transaction of `r` events whose
+`TxCommit` position is a `SnapshotChunk`; once Kafka confirmed it (and everything before it), the
+source records it in `SnapshotProgress` and stores that with its offsets. After a crash, capture
+reads only what is not recorded yet, in a NEW consistent snapshot taken at a later source point,
+and streams from the ORIGINAL point (where the first snapshot started), so no change is lost.
+
+Rows are then published at different points: those of the first run as of the original point, those
+of the resumed part as of the later one. A streamed change older than the point a row was read at is
+already in that row's `r` event, so `ReplayWindow` drops it: every row gets its snapshot state and
+then exactly the changes made after it, as if the whole snapshot had been read at once. Each resumed
+run adds one more point; the progress keeps, per table, the key ranges and the point each was read at.
+
+A re-snapshot of some tables on request (`replicator snapshot`, `Resnapshot`) works the same way: one
+chunk is read between two streamed transactions, each in its own consistent snapshot at a known point,
+and the window drops the streamed changes of the rows read so far that are older than their chunk's
+point (rows not read yet keep all their changes: their later `r` event is the newer state).
+
+Key-level resumption needs the primary key to order the same in Python as in the database: integer
+keys only. A table with another key restarts from its beginning when it was interrupted (tables that
+were finished are never read again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replicator.capture.base import SnapshotChunk, StreamItem, TxCommit
+from replicator.events import Op, Row, RowChange, SourceTransaction, TableId
+
+Point = Any  # a source point: PostgreSQL LSN (int), MariaDB GTID state (str)
+# One range of a table read at one point: the last key of the range (None: to the end of the table).
+_Range = tuple[dict[str, int] | None, Point]
+
+
+@dataclass(slots=True)
+class SnapshotProgress:
+    """Per table, the key ranges already in Kafka, in key order, each with the point it was read at.
+    `point` is the current run's: chunks recorded by this run are read as of it, and `point_of` gives it
+    for keys beyond the recorded ranges (None: such keys are not read yet)."""
+
+    ranges: dict[str, list[_Range]]
+    point: Point
+
+    @classmethod
+    def from_json(cls, data: Any, point: Point) -> SnapshotProgress:
+        ranges: dict[str, list[_Range]] = {}
+        if isinstance(data, dict):
+            for table, entries in data.items():
+                ranges[str(table)] = [(None if upper is None else dict(upper), at) for upper, at in entries]
+        return cls(ranges, point)
+
+    def to_json(self) -> dict[str, Any]:
+        return {table: [[upper, at] for upper, at in entries] for table, entries in self.ranges.items()}
+
+    def is_complete(self, table: TableId) -> bool:
+        entries = self.ranges.get(str(table))
+        return bool(entries) and entries[-1][0] is None  # type: ignore[index]
+
+    def resume_after(self, table: TableId) -> dict[str, int] | None:
+        """The last key of `table` already in Kafka (read on from after it), or None (from the start)."""
+        entries = self.ranges.get(str(table))
+        return entries[-1][0] if entries else None
+
+    def record(self, chunk: SnapshotChunk, order: Sequence[TableId]) -> None:
+        """Kafka confirmed `chunk` and everything before it: tables before its table (in snapshot order)
+        are complete, and its table is read up to its last key."""
+        for table in order:
+            if table == chunk.table:
+                break
+            if not self.is_complete(table):
+                self._extend(str(table), None)
+        if chunk.complete:
+            self._extend(str(chunk.table), None)
+        elif chunk.last_key is not None:
+            self._extend(str(chunk.table), chunk.last_key)
+
+    def _extend(self, table: str, upper: dict[str, int] | None) -> None:
+        entries = self.ranges.setdefault(table, [])
+        if entries and entries[-1][1] == self.point and entries[-1][0] is not None:
+            entries[-1] = (upper, self.point)
+        else:
+            entries.append((upper, self.point))
+
+    def point_of(self, table: TableId, key: Row) -> Point:
+        """The point the row with `key` was (or, in this run, will be) read at."""
+        entries = self.ranges.get(str(table))
+        if entries:
+            for upper, at in entries:
+                if upper is None or tuple(key[c] for c in upper) <= tuple(upper.values()):
+                    return at
+        return self.point
+
+
+class ReplayWindow:
+    """Drops, from the stream, the changes already contained in the `r` events of snapshot reads made at
+    later points than the stream's position: after a resumed initial snapshot, or a re-snapshot of some
+    tables on request. The source asks `covers` once per transaction and, only if it does, `drops` per
+    change; once a transaction is `past` the `newest` point, the window closes for good.
+
+    A change of one of `tables` is dropped when its transaction is `before` the point its row was read at
+    (`SnapshotProgress.point_of`; no point: not read yet, so not dropped, its later `r` event being the
+    newer state). A TRUNCATE (PostgreSQL) passes, and from there on nothing of its table is dropped:
+    consumers empty the table, rows read later included, so every change after it must follow again."""
+
+    __slots__ = ("_before", "_past", "_progress", "_truncated", "_tx", "closed", "newest", "tables")
+
+    def __init__(
+        self,
+        progress: SnapshotProgress,
+        tables: frozenset[TableId],
+        newest: Point,
+        before: Callable[[SourceTransaction, Point], bool],
+        past: Callable[[SourceTransaction, Point], bool],
+    ) -> None:
+        self._progress = progress
+        self.tables = tables
+        self.newest = newest
+        self._before = before
+        self._past = past
+        self._truncated: set[TableId] = set()
+        self._tx: SourceTransaction | None = None
+        self.closed = False
+
+    @property
+    def progress(self) -> SnapshotProgress:
+        return self._progress
+
+    def to_json(self) -> dict[str, Any]:
+        """Stored with the offsets once the snapshot is in Kafka: a restart whose stream starts before the
+        newest point must drop the same changes (`stored`)."""
+        return {
+            "ranges": self._progress.to_json(),
+            "point": self._progress.point,
+            "newest": self.newest,
+            "tables": sorted(str(t) for t in self.tables),
+        }
+
+    @staticmethod
+    def stored(data: Any) -> tuple[SnapshotProgress, frozenset[TableId], Point] | None:
+        """(progress, tables, newest point) of a window stored by `to_json`, or None."""
+        if not isinstance(data, dict) or not isinstance(data.get("ranges"), dict):
+            return None
+        if data.get("newest") is None or not isinstance(data.get("tables"), list):
+            return None
+        tables = frozenset(TableId(*str(t).split(".", 1)) for t in data["tables"])
+        return SnapshotProgress.from_json(data["ranges"], data.get("point")), tables, data["newest"]
+
+    def covers(self, tx: SourceTransaction) -> bool:
+        if self.closed:
+            return False
+        if self._past(tx, self.newest):
+            self.closed = True
+            return False
+        self._tx = tx
+        return True
+
+    def drops(self, change: RowChange) -> bool:
+        table = change.table
+        if change.op is Op.TRUNCATE:
+            self._truncated.add(table)
+            return False
+        if table not in self.tables or table in self._truncated or self._tx is None:
+            return False
+        point = self._progress.point_of(table, change.key)
+        return point is not None and self._before(self._tx, point)
+
+
+@dataclass(slots=True)
+class Resnapshot:
+    """A re-snapshot request being served: its tables are read one chunk at a time between streamed
+    transactions, each chunk in its own consistent snapshot at a known point, recorded in `progress`
+    (whose `point` is None: rows not read yet are not dropped from the stream)."""
+
+    request: str
+    tables: list[TableId]
+    progress: SnapshotProgress
+    window_tables: frozenset[TableId]  # the requested ones and those of a window still open before
+    index: int = 0  # the table being read
+
+    @classmethod
+    def start(cls, request: str, tables: list[TableId], previous: ReplayWindow | None) -> Resnapshot:
+        ranges: dict[str, list[_Range]] = {}
+        window_tables = frozenset(tables)
+        if previous is not None and not previous.closed:
+            # Keep dropping what the open window drops for other tables: their rows not recorded in
+            # ranges were read at its progress' point.
+            old = previous.progress
+            for table in previous.tables:
+                entries = list(old.ranges.get(str(table), []))
+                if old.point is not None and (not entries or entries[-1][0] is not None):
+                    entries.append((None, old.point))
+                ranges[str(table)] = entries
+            window_tables |= previous.tables
+        for table in tables:
+            ranges[str(table)] = []
+        return cls(request, tables, SnapshotProgress(ranges, None), window_tables)
+
+    def read(self, items: Generator[StreamItem, None, None], point: Point) -> Iterator[StreamItem]:
+        """The items of the next chunk of the current table, from `_snapshot_table`'s `items` read as of
+        `point` (a key that orders differently in Python: the whole table); records what they cover."""
+        table = self.tables[self.index]
+        entries = self.progress.ranges.setdefault(str(table), [])
+        finished = True
+        try:
+            for item in items:
+                yield item
+                if isinstance(item, TxCommit) and isinstance(item.position, SnapshotChunk):
+                    chunk = item.position
+                    if chunk.complete:
+                        break
+                    if chunk.last_key is not None:
+                        entries.append((chunk.last_key, point))
+                        finished = False
+                        break
+        finally:
+            items.close()
+        if finished:
+            entries.append((None, point))
+            self.index += 1
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.tables)
+
+
+def integer_key(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)

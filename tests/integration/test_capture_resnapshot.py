@@ -1,0 +1,206 @@
+"""`replicator snapshot --tables ...`: a running capture reads the requested tables again as `r` events, in
+primary-key chunks between streamed transactions, and a request made while capture is down is served at
+its next start; each request once. Changes made around the re-read are neither lost nor replayed over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from replicator.cli import app
+from replicator.devstack import ConnectionSettings, mariadb_connect
+from replicator.transport.kafka import read_last_value
+from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.capture import capture_thread, write_config
+from tests.support.kafka_reader import Record, read_topics
+
+pytestmark = pytest.mark.integration
+
+ROWS = 120
+CHUNK = 25
+
+
+@dataclass
+class Side:
+    namespace: str
+    source: dict[str, Any]
+    sql: Callable[[str], None]
+    rows: Callable[[str], dict[int, int]]
+
+
+def _pg_side(db: PgDatabase, env: str, monkeypatch: pytest.MonkeyPatch) -> Side:
+    monkeypatch.setenv(env, db.dsn)
+
+    def sql(statement: str) -> None:
+        with psycopg.connect(db.dsn, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def rows(table: str) -> dict[int, int]:
+        with psycopg.connect(db.dsn, autocommit=True) as conn:
+            return dict(conn.execute(f"SELECT id, n FROM {table}").fetchall())
+
+    return Side("public", {"kind": "postgresql", "connection": {"dsn": {"env": env}}}, sql, rows)
+
+
+def _mariadb_side(db: MariaDatabase, env: str, monkeypatch: pytest.MonkeyPatch) -> Side:
+    admin = db.admin
+    monkeypatch.setenv(env, f"mysql://{admin['user']}:{admin['password']}@{admin['host']}:{admin['port']}/{db.name}")
+
+    def sql(statement: str) -> None:
+        with contextlib.closing(mariadb_connect(db.admin, db.name)) as conn, conn.cursor() as cur:
+            cur.execute(statement)
+
+    def rows(table: str) -> dict[int, int]:
+        with contextlib.closing(mariadb_connect(db.admin, db.name)) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT id, n FROM {table}")
+            return {int(i): int(n) for i, n in cur.fetchall()}
+
+    return Side(db.name, {"kind": "mariadb", "connection": {"dsn": {"env": env}},
+                          "server_id": random.randint(100_000, 2**31)}, sql, rows)
+
+
+def _replay(records: list[Record]) -> dict[int, int]:
+    state: dict[int, int] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if r.value is None:
+            continue
+        if r.value["op"] == "d":
+            state.pop(r.key["id"], None)
+        else:
+            state[r.key["id"]] = r.value["after"]["n"]
+    return state
+
+
+def _reads(records: list[Record]) -> Counter[int]:
+    return Counter(r.key["id"] for r in records if r.value is not None and r.value["op"] == "r")
+
+
+def _request(config: Path, name: str, tables: str) -> str:
+    result = CliRunner().invoke(app, ["snapshot", "--config", str(config), "--source", name, "--tables", tables])
+    assert result.exit_code == 0, result.output
+    assert "requested" in result.output
+    return result.output
+
+
+def _wait_done(bootstrap: str, name: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The stored offsets once they record the newest request as completed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        request = orjson.loads(read_last_value(bootstrap, f"{name}.offsets", f"{name}:snapshot-request".encode())
+                               or b"{}")
+        raw = read_last_value(bootstrap, f"{name}.offsets", name.encode())
+        stored: dict[str, Any] = orjson.loads(raw) if raw else {}
+        if request and stored.get("resnapshot_done") == request["id"]:
+            return stored
+        assert time.monotonic() < deadline, f"request {request} not recorded as done: {stored}"
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_requested_tables_are_read_again_interleaved_with_the_stream(
+    kind: str, request: pytest.FixtureRequest, devstack: ConnectionSettings, topic_prefix: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bootstrap = devstack.kafka_bootstrap
+    name = topic_prefix.replace("test_", "resnap")
+    env = f"DSN_{name.upper()}"
+    if kind == "postgresql":
+        side = _pg_side(request.getfixturevalue("pg_database"), env, monkeypatch)
+        fill = f"INSERT INTO item SELECT g, g FROM generate_series(1, {ROWS}) g"
+    else:
+        side = _mariadb_side(request.getfixturevalue("mariadb_database"), env, monkeypatch)
+        fill = f"INSERT INTO item SELECT seq, seq FROM seq_1_to_{ROWS}"
+    side.sql("CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)")
+    side.sql("CREATE TABLE other (id int PRIMARY KEY, n int NOT NULL)")
+    side.sql(fill)
+    side.sql("INSERT INTO other VALUES (1, 1), (2, 2)")
+    ns = side.namespace
+    item_topic, other_topic = f"{name}.{ns}.item", f"{name}.{ns}.other"
+    config = write_config(tmp_path / "c.yaml", bootstrap, [{
+        "name": name, **side.source, "tables": [f"{ns}.item", f"{ns}.other"], "heartbeat_interval_s": 0.5,
+        "snapshot_chunk_rows": CHUNK,
+    }])
+
+    stop = threading.Event()
+
+    def writer() -> None:
+        # Changes racing with the re-read, each adding 1000 to a row of item 5..ROWS.
+        rng = random.Random(7)
+        while not stop.is_set():
+            side.sql(f"UPDATE item SET n = n + 1000 WHERE id = {rng.randint(5, ROWS)}")
+            time.sleep(0.005)
+
+    with capture_thread(config, name):
+        read_topics(bootstrap, [item_topic, other_topic], until=ROWS + 2, quiet_s=0.5)
+        side.sql("UPDATE item SET n = -1 WHERE id = 1")  # streamed before the request
+        racing = threading.Thread(target=writer)
+        racing.start()
+        try:
+            _request(config, name, f"{ns}.item")
+            # Changes racing with the re-read: each arrives after the row's new `r` or is contained in it.
+            side.sql("UPDATE item SET n = -2 WHERE id = 2")
+            side.sql(f"INSERT INTO item VALUES ({ROWS + 1}, {ROWS + 1})")
+            side.sql("DELETE FROM item WHERE id = 3")
+            side.sql("UPDATE other SET n = 20 WHERE id = 2")  # a table not re-read: nothing of it dropped
+            time.sleep(1)
+        finally:
+            stop.set()
+            racing.join()
+        deadline = time.monotonic() + 60
+        while sum(_reads(read_topics(bootstrap, [item_topic], quiet_s=0.5)).values()) < 2 * ROWS - 1:
+            assert time.monotonic() < deadline, "the requested table was not read again"
+        _wait_done(bootstrap, name)
+        side.sql("UPDATE item SET n = -4 WHERE id = 4")  # after the re-read
+        records = read_topics(bootstrap, [item_topic, other_topic], quiet_s=2)
+
+    items = [r for r in records if r.topic == item_topic]
+    others = [r for r in records if r.topic == other_topic]
+    reads = _reads(items)
+    assert all(reads[key] == 2 for key in range(4, ROWS + 1)), reads
+    assert reads[1] == 2 and reads[2] in (1, 2) and reads[3] in (1, 2) and reads[ROWS + 1] in (0, 1)
+    assert _reads(others) == {1: 1, 2: 1}  # not requested: read once
+    assert _replay(items) == side.rows("item")
+    # The re-read `r` of row 1 carries the change streamed before it; nothing older follows it.
+    events_1 = [(r.value["op"], r.value["after"]["n"]) for r in items if r.value and r.key["id"] == 1]
+    assert events_1 == [("r", 1), ("u", -1), ("r", -1)]
+    # Every change appears once, whether as its own event or inside the re-read row.
+    for key, value in ((2, -2), (ROWS + 1, ROWS + 1)):
+        ops = [(r.value["op"], r.value["after"]["n"]) for r in items if r.value and r.key["id"] == key]
+        assert ops[-1][1] == value and len(ops) <= 3, ops
+    events_4 = [(r.value["op"], r.value["after"]["n"]) for r in items if r.value and r.key["id"] == 4]
+    assert events_4 == [("r", 4), ("r", 4), ("u", -4)]
+    assert [(r.value["op"], r.value["after"]["n"]) for r in others if r.value and r.key["id"] == 2] == [
+        ("r", 2), ("u", 20)]
+    # After a row's re-read, only newer changes follow: each adds 1000 to the value read.
+    for key in range(5, ROWS + 1):
+        ops = [(r.value["op"], r.value["after"]["n"]) for r in items if r.value and r.key["id"] == key]
+        last_read = max(i for i, (op, _) in enumerate(ops) if op == "r")
+        values = [n for _, n in ops[last_read:]]
+        assert values == [values[0] + 1000 * i for i in range(len(values))], (key, ops)
+
+    # A request made while capture is down is served when it starts, once.
+    _request(config, name, f"{ns}.other")
+    with capture_thread(config, name):
+        deadline = time.monotonic() + 60
+        while sum(_reads(read_topics(bootstrap, [other_topic], quiet_s=0.5)).values()) < 4:
+            assert time.monotonic() < deadline, "the request made while capture was down was not served"
+        _wait_done(bootstrap, name)
+    with capture_thread(config, name):
+        side.sql("UPDATE other SET n = -1 WHERE id = 1")
+        records = read_topics(bootstrap, [item_topic, other_topic], quiet_s=2)
+    assert _reads([r for r in records if r.topic == other_topic]) == {1: 2, 2: 2}
+    assert sum(_reads([r for r in records if r.topic == item_topic]).values()) == sum(reads.values())
+    assert _replay([r for r in records if r.topic == other_topic]) == side.rows("other")
