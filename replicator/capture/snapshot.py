@@ -24,12 +24,19 @@ were finished are never read again).
 
 from __future__ import annotations
 
+import abc
+import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replicator.capture.base import SnapshotChunk, StreamItem, TxCommit
 from replicator.events import Op, Row, RowChange, SourceTransaction, TableId
+
+if TYPE_CHECKING:
+    from replicator.transport.kafka import RequestWatcher
+
+log = logging.getLogger(__name__)
 
 Point = Any  # a source point: PostgreSQL LSN (int), MariaDB GTID state (str)
 # One range of a table read at one point: the last key of the range (None: to the end of the table).
@@ -225,6 +232,43 @@ class Resnapshot:
     @property
     def done(self) -> bool:
         return self.index >= len(self.tables)
+
+
+class ResnapshotRequests(abc.ABC):
+    """Serving `replicator snapshot` requests between streamed transactions: the part both sources share.
+    A source provides the attributes below and reads the chunks (`_resnapshot_chunk`)."""
+
+    name: str
+    _tables: list[TableId]
+    _window: ReplayWindow | None
+    _watcher: RequestWatcher | None
+    _request: dict[str, Any] | None
+    _resnapshot_done: str | None
+    _resnap: Resnapshot | None  # the request being served
+
+    @abc.abstractmethod
+    def _resnapshot_chunk(self) -> Iterator[StreamItem]: ...
+
+    def _check_requests(self) -> Iterator[StreamItem]:
+        """Between transactions: start serving a new re-snapshot request, if one came (and read its first
+        chunk); one that comes while another is served waits for it to complete."""
+        request = None if self._watcher is None else self._watcher.poll()
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request  # waits for the one being served, if any
+        if self._request is not None and self._resnap is None:
+            request, self._request = self._request, None
+            self._start_resnapshot(request)
+            yield from self._resnapshot_chunk()
+
+    def _start_resnapshot(self, request: dict[str, Any]) -> None:
+        wanted = {str(t): t for t in self._tables}
+        tables = [wanted[name] for name in request["tables"] if name in wanted]
+        unknown = [name for name in request["tables"] if name not in wanted]
+        if unknown:
+            log.warning("source %s: re-snapshot request %s names tables not captured: %s", self.name,
+                        request["id"], unknown)
+        log.info("source %s: re-snapshot %s of %s", self.name, request["id"], ", ".join(map(str, tables)))
+        self._resnap = Resnapshot.start(request["id"], tables, self._window)
 
 
 def integer_key(values: Sequence[Any]) -> bool:

@@ -53,7 +53,7 @@ from replicator.capture.mariadb.types import (
     UnsupportedColumnType,
     make_decoder,
 )
-from replicator.capture.snapshot import ReplayWindow, Resnapshot, SnapshotProgress, integer_key
+from replicator.capture.snapshot import ReplayWindow, Resnapshot, ResnapshotRequests, SnapshotProgress, integer_key
 from replicator.config import MariaDbSourceConfig, ResolvedConnection
 from replicator.envelope.debezium import mariadb_transaction_id
 from replicator.errors import ConfigError, FatalError, RetriableError
@@ -318,7 +318,7 @@ class _MappedTable:
     decoder: RowDecoder
 
 
-class MariaDbCaptureSource:
+class MariaDbCaptureSource(ResnapshotRequests):
     connector = Connector.MARIADB
 
     def __init__(self, config: MariaDbSourceConfig, offsets: OffsetStore) -> None:
@@ -641,27 +641,6 @@ class MariaDbCaptureSource:
             if self._stopping:
                 return
         yield from self._replicate()
-
-    def _check_requests(self) -> Iterator[StreamItem]:
-        """Between transactions: start serving a new re-snapshot request, if one came (and read its first
-        chunk); one that comes while another is served waits for it to complete."""
-        request = None if self._watcher is None else self._watcher.poll()
-        if request is not None and request["id"] != self._resnapshot_done:
-            self._request = request  # waits for the one being served, if any
-        if self._request is not None and self._resnap is None:
-            request, self._request = self._request, None
-            self._start_resnapshot(request)
-            yield from self._resnapshot_chunk()
-
-    def _start_resnapshot(self, request: dict[str, Any]) -> None:
-        wanted = {str(t): t for t in self._tables}
-        tables = [wanted[name] for name in request["tables"] if name in wanted]
-        unknown = [name for name in request["tables"] if name not in wanted]
-        if unknown:
-            log.warning("source %s: re-snapshot request %s names tables not captured: %s", self.name,
-                        request["id"], unknown)
-        log.info("source %s: re-snapshot %s of %s", self.name, request["id"], ", ".join(map(str, tables)))
-        self._resnap = Resnapshot.start(request["id"], tables, self._window)
 
     def _resnapshot_chunk(self) -> Iterator[StreamItem]:
         """The next chunk of the re-snapshot being served, as `r` events read in a consistent snapshot at a
