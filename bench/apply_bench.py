@@ -36,7 +36,6 @@ import os
 import platform
 import pstats
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import capture_bench
 import yaml
 from capture_bench import (
     HEARTBEAT_S,
@@ -300,30 +300,9 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def worker_main(role: str, spec_path: Path) -> int:
-    spec = json.loads(spec_path.read_text())
-    result = WORKERS[role](spec)
-    Path(spec["result"]).write_text(json.dumps(result))
-    return 0
-
-
 def run_worker(role: str, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Run one worker in a fresh interpreter; its result comes back through a JSON file."""
-    stem = f"{role}-{uuid.uuid4().hex[:8]}"
-    spec_path = workdir / f"{stem}.spec.json"
-    result_path = workdir / f"{stem}.result.json"
-    spec_path.write_text(json.dumps({**spec, "result": str(result_path)}))
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", role, str(spec_path)],
-        timeout=spec["timeout_s"] + 120,
-        check=False,
-    )
-    if proc.returncode != 0 or not result_path.exists():
-        raise RuntimeError(f"{role} worker failed (exit {proc.returncode}); see its output above")
-    result: dict[str, Any] = json.loads(result_path.read_text())
-    if "error" in result:
-        raise RuntimeError(f"{role} worker: {result['error']}")
-    return result
+    """One of this script's workers in a fresh interpreter (capture_bench's plumbing)."""
+    return capture_bench.run_worker(role, spec, workdir, script=Path(__file__))
 
 
 # --- one case -----------------------------------------------------------------------------------------
@@ -854,7 +833,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if args.worker:
-        return worker_main(args.worker[0], Path(args.worker[1]))
+        return capture_bench.worker_main(args.worker[0], Path(args.worker[1]), WORKERS)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results: list[dict[str, Any]] = []

@@ -301,21 +301,24 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def worker_main(role: str, spec_path: Path) -> int:
+def worker_main(role: str, spec_path: Path, workers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None
+                ) -> int:
+    """A worker process's body: run `role` (from `workers`, default this script's) on its spec file."""
     spec = json.loads(spec_path.read_text())
-    result = WORKERS[role](spec)
+    result = (workers or WORKERS)[role](spec)
     Path(spec["result"]).write_text(json.dumps(result))
     return 0
 
 
-def run_worker(role: str, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Run one worker in a fresh interpreter; its result comes back through a JSON file."""
+def run_worker(role: str, spec: dict[str, Any], workdir: Path, script: Path | None = None) -> dict[str, Any]:
+    """Run one worker of `script` (default this one) in a fresh interpreter; its result comes back through a
+    JSON file."""
     stem = f"{role}-{uuid.uuid4().hex[:8]}"
     spec_path = workdir / f"{stem}.spec.json"
     result_path = workdir / f"{stem}.result.json"
     spec_path.write_text(json.dumps({**spec, "result": str(result_path)}))
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", role, str(spec_path)],
+        [sys.executable, str((script or Path(__file__)).resolve()), "--worker", role, str(spec_path)],
         timeout=spec["timeout_s"] + 120,
         check=False,
     )
