@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from replicator.capture.base import SnapshotChunk, StreamItem, TxCommit
+from replicator.capture.base import SnapshotChunk, SnapshotDone, StreamItem, TxCommit
 from replicator.events import Op, Row, RowChange, SourceTransaction, TableId
 
 if TYPE_CHECKING:
@@ -246,8 +246,25 @@ class ResnapshotRequests(abc.ABC):
     _resnapshot_done: str | None
     _resnap: Resnapshot | None  # the request being served
 
+    _stopping: bool
+
     @abc.abstractmethod
-    def _resnapshot_chunk(self) -> Iterator[StreamItem]: ...
+    def _resnapshot_table_chunk(self, state: Resnapshot, table: TableId) -> Iterator[StreamItem]:
+        """Read the next chunk of `table` for the request being served (the source's own reading)."""
+
+    def _resnapshot_chunk(self) -> Iterator[StreamItem]:
+        """The next chunk of the re-snapshot being served; after the last one, SnapshotDone."""
+        state = self._resnap
+        assert state is not None
+        if self._stopping:
+            # Not completed in this run: the next start serves the request again.
+            self._resnap = None
+            return
+        if state.done:
+            self._resnap = None
+            yield SnapshotDone(state.request)
+            return
+        yield from self._resnapshot_table_chunk(state, state.tables[state.index])
 
     def _check_requests(self) -> Iterator[StreamItem]:
         """Between transactions: start serving a new re-snapshot request, if one came (and read its first

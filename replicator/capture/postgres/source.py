@@ -712,21 +712,10 @@ class PostgresCaptureSource(ResnapshotRequests):
             raise RetriableError(f"source {self.name}: could not export a snapshot: {str(exc).strip()}") from None
         return helper, point, snapshot_name
 
-    def _resnapshot_chunk(self) -> Iterator[StreamItem]:
+    def _resnapshot_table_chunk(self, state: Resnapshot, table: TableId) -> Iterator[StreamItem]:
         """The next chunk of the re-snapshot being served, as `r` events read in a snapshot exported at a
         known point; then the streamed changes of the rows read so far that are older than their read
-        point are dropped. After the last chunk, SnapshotDone."""
-        state = self._resnap
-        assert state is not None
-        if self._stopping:
-            # Not completed in this run: the next start serves the request again.
-            self._resnap = None
-            return
-        if state.done:
-            self._resnap = None
-            yield SnapshotDone(state.request)
-            return
-        table = state.tables[state.index]
+        point are dropped."""
         started_ms = int(time.time() * 1000) - 1
         helper, point, snapshot_name = self._temporary_snapshot()
         lsn = _parse_lsn(point)
