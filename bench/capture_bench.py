@@ -768,6 +768,16 @@ def _figures(run: dict[str, Any], rows: int) -> dict[str, Any]:
 # --- reporting ----------------------------------------------------------------------------------------
 
 
+_OLD_DEFAULT_LINGER_MS = 5
+
+
+def default_linger_ms() -> int:
+    """The capture config's own `kafka.linger_ms` default (what a run without --linger-ms uses)."""
+    from replicator.config import KafkaConfig
+
+    return int(KafkaConfig.model_fields["linger_ms"].default)
+
+
 def previous_results(
     rows: int, exclude: Path, linger_ms: int | None = None
 ) -> tuple[list[Path], dict[tuple[str, str], Any]]:
@@ -784,7 +794,11 @@ def previous_results(
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if data.get("meta", {}).get("rows") != rows or data.get("meta", {}).get("linger_ms") != linger_ms:
+        stored_linger = data.get("meta", {}).get("linger_ms")
+        if stored_linger is None:
+            # Files before 2026-11-29T06:30Z recorded null for the config's default, then 5 ms.
+            stored_linger = _OLD_DEFAULT_LINGER_MS
+        if data.get("meta", {}).get("rows") != rows or stored_linger != linger_ms:
             continue
         for result in data.get("results", []):
             key = (result["source"], result["workload"])
@@ -987,7 +1001,8 @@ def main(argv: list[str]) -> int:
         "versions": versions(),
         "loadavg_start": os.getloadavg(),
         "heartbeat_interval_s": HEARTBEAT_S,
-        "linger_ms": args.linger_ms,
+        # The linger the capture ran with: --linger-ms, else the config's default.
+        "linger_ms": default_linger_ms() if args.linger_ms is None else args.linger_ms,
     }
     profiles: list[tuple[Path, int]] = []
     with tempfile.TemporaryDirectory(prefix="capture-bench-") as tmp, bench_stack(Path(tmp)) as stack:
@@ -1017,7 +1032,7 @@ def main(argv: list[str]) -> int:
     print()
     print(f"capture benchmark {stamp}: {args.rows:,} rows per workload, {meta['cpus']} CPUs, "
           f"load {meta['loadavg_start'][0]:.2f} -> {meta['loadavg_end'][0]:.2f}, stack {meta['stack']}, "
-          f"{meta['total_s']:.0f}s in all" + ("" if args.linger_ms is None else f", linger.ms {args.linger_ms}"))
+          f"{meta['total_s']:.0f}s in all, linger.ms {meta['linger_ms']}")
     if args.profile:
         print("(profiled run: capture figures include cProfile's overhead and are not saved)")
         print(report(results, {}))
@@ -1027,7 +1042,7 @@ def main(argv: list[str]) -> int:
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         out_path = RESULTS_DIR / f"capture-{stamp}.json"
-        prev_paths, previous = previous_results(args.rows, exclude=out_path, linger_ms=args.linger_ms)
+        prev_paths, previous = previous_results(args.rows, exclude=out_path, linger_ms=meta["linger_ms"])
         compared = ", ".join(str(p.relative_to(REPO_DIR)) for p in prev_paths)
         print(f"compared with: {compared or 'nothing (no earlier run of this size)'}")
         print(report(results, previous))

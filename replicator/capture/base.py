@@ -1,9 +1,9 @@
 """The contract between a database's change-log reader and the capture runner.
 
 A source yields `TxBegin`, then the transaction's `RowChange`s in log order, then `TxCommit`;
-`Heartbeat`s tell the runner the source is alive and, when nothing is in flight, which position may
-be acknowledged so an idle source does not pin the log (PostgreSQL WAL). The runner acknowledges a
-position only after Kafka confirmed every message up to it, by calling `acknowledge`.
+`Heartbeat`s tell the runner the source is alive (and idle) and, when nothing is in flight, which
+position may be acknowledged so an idle source does not pin the log (PostgreSQL WAL). The runner
+acknowledges a position only after Kafka confirmed every message up to it, by calling `acknowledge`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ class SnapshotDone:
 @dataclass(slots=True)
 class Heartbeat:
     position: Position | None  # acknowledgeable when nothing is in flight (None: nothing new)
+    # How long the source may wait for the next change before it yields again (None: its own heartbeat
+    # interval). The runner lowers it while Kafka confirmations are outstanding, so that they are
+    # acknowledged within milliseconds of arriving rather than at the next heartbeat; a source whose
+    # read cannot wake up sooner (MariaDB's blocking binlog dump) may ignore it.
+    wait_s: float | None = None
 
 
 StreamItem = TxBegin | RowChange | TxCommit | Heartbeat | SnapshotDone

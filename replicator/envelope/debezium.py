@@ -436,6 +436,7 @@ class EnvelopeEncoder:
         "_info",
         "_key",
         "_last1",
+        "_last_collection",
         "_last_gtid",
         "_now_clock",
         "_postgres",
@@ -476,6 +477,7 @@ class EnvelopeEncoder:
         self._shape_usual = False
         # The rendered `data_collections` entry per table, with a "%d" for the count.
         self._collections: dict[TableId, bytes] = {}
+        self._last_collection: tuple[TableId | None, bytes] = (None, b"")
         self._commit_clock = _Clock()
         self._now_clock = _Clock()
         self._tx = SourceTransaction(id="", commit_ts_ms=0, position=self._probe_position(0))
@@ -540,14 +542,23 @@ class EnvelopeEncoder:
         entries = []
         total = 0
         for table, count in event_counts:
-            entry = self._collections.get(table)  # TableId hashes in Python, but once per transaction
-            if entry is None:
-                rendered = _template({"data_collection": str(table), "event_count": _marker("total_order")})
-                entry = self._collections[table] = self._checked(rendered, ["total_order"])
-            entries.append(entry % count)
+            entries.append(self._collection_entry(table) % count)
             total += count
-        collections = b"[" + b",".join(entries) + b"]"
+        collections = b"[" + (entries[0] if len(entries) == 1 else b",".join(entries)) + b"]"
         return self._end % (self._tx_id, total, collections, self._commit_clock.render(self._tx.commit_ts_ms)[0])
+
+    def _collection_entry(self, table: TableId) -> bytes:
+        """The `data_collections` entry of `table`, with a "%d" for its count. The last one is found by
+        identity: TableId hashes in Python, and consecutive transactions mostly touch the same table."""
+        last_table, entry = self._last_collection
+        if table is last_table:
+            return entry
+        found = self._collections.get(table)
+        if found is None:
+            rendered = _template({"data_collection": str(table), "event_count": _marker("total_order")})
+            found = self._collections[table] = self._checked(rendered, ["total_order"])
+        self._last_collection = (table, found)
+        return found
 
     def _render_tx_raw(self) -> tuple[bytes, ...]:
         """The transaction's fields, in `_tx_fields` order."""
@@ -751,5 +762,6 @@ class EnvelopeEncoder:
         self._stage1.clear()
         self._last1 = (None, None, None, (b"", 0, None))
         self._collections.clear()
+        self._last_collection = (None, b"")
         self._shapes.clear()
         self._shape_table = None

@@ -67,6 +67,9 @@ class _TableState:
 # events and transactions, where it also acknowledges what they completed.
 _POLL_EVENTS = 1000
 _POLL_INTERVAL_S = 0.05
+# While the source is idle and messages are in flight, how often delivery reports are served (the
+# wait the runner asks of the source through `Heartbeat.wait_s`).
+_CONFIRM_WAIT_S = 0.005
 
 
 class CaptureRunner:
@@ -203,8 +206,13 @@ class CaptureRunner:
                 last_poll = clock()
                 self._poll()
                 self._acknowledge()
-                if item.position is not None and tracker.in_flight == 0:
-                    source.acknowledge(item.position)
+                if tracker.in_flight == 0:
+                    if item.position is not None:
+                        source.acknowledge(item.position)
+                else:
+                    # Kafka still owes confirmations: have the source look again soon, so they are
+                    # acknowledged (and the replay window after a crash shrinks) within milliseconds.
+                    item.wait_s = _CONFIRM_WAIT_S
                 continue
             # At transaction boundaries: serve delivery reports and acknowledge what became durable,
             # every _POLL_INTERVAL_S or sooner after many small transactions.

@@ -92,7 +92,7 @@ class EventProducer:
     """An idempotent, ordered producer. Delivery failures are not retried here: librdkafka already
     retried them, so a reported failure is fatal and surfaces on the next call."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 5, compression: str = "lz4") -> None:
+    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 10, compression: str = "lz4") -> None:
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,

@@ -14,7 +14,7 @@ import select
 import struct
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -25,6 +25,7 @@ from psycopg import sql
 
 from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
 from replicator.capture.postgres import pgoutput as pg
+from replicator.capture.postgres.inserts import InsertDecoder, compile_insert_decoder
 from replicator.capture.postgres.types import Decoder, UnsupportedColumnType, make_decoder, make_relation_decoders
 from replicator.capture.snapshot import ReplayWindow, Resnapshot, ResnapshotRequests, SnapshotProgress, integer_key
 from replicator.config import PostgresSourceConfig, ResolvedConnection
@@ -63,9 +64,12 @@ class _Table:
     key_indexes: tuple[int, ...]
     key_names: tuple[str, ...]  # the primary key, in index order
     single_key: bool = False
+    # Insert payload -> (key, row), or None for the general path (capture/postgres/inserts.py).
+    decode_insert: InsertDecoder = field(init=False)
 
     def __post_init__(self) -> None:
         self.single_key = len(self.key_names) == 1
+        self.decode_insert = compile_insert_decoder(self.columns, self.decoders, self.key_indexes)
 
     def key_of(self, row: Row) -> Row:
         """The message key: the primary-key columns of a decoded row."""
@@ -448,6 +452,7 @@ class PostgresCaptureSource(ResnapshotRequests):
                 raise FatalError(f"source {self.name}: {str(exc).strip()}") from None
             if msg is None:
                 self._send_feedback(force=False)
+                wait = min(1.0, interval)
                 if tx is None:
                     # Idle: let the runner serve Kafka's confirmations; every interval, also offer the
                     # server's WAL position so an idle slot does not pin WAL.
@@ -460,7 +465,10 @@ class PostgresCaptureSource(ResnapshotRequests):
                         # Ask for a keepalive: it carries how far the server has decoded (skipping other
                         # tables' changes), which becomes the next heartbeat's position.
                         self._request_keepalive()
-                    yield Heartbeat(position)
+                    heartbeat = Heartbeat(position)
+                    yield heartbeat
+                    if heartbeat.wait_s is not None:
+                        wait = min(wait, heartbeat.wait_s)
                     yield from self._check_requests()
                     if self._resnap is not None:
                         # Idle: read chunks for a while before looking at the stream again.
@@ -471,7 +479,7 @@ class PostgresCaptureSource(ResnapshotRequests):
                         continue  # look at the stream without waiting
                     window = self._window
                 with contextlib.suppress(InterruptedError):
-                    select.select([cursor], [], [], min(1.0, interval))
+                    select.select([cursor], [], [], wait)
                 continue
             payload = msg.payload
             kind = payload[0]
@@ -510,11 +518,17 @@ class PostgresCaptureSource(ResnapshotRequests):
                 begun = True
                 yield TxBegin(tx)
             if kind == 0x49:  # I: most of any stream, so handled here rather than in _changes
-                insert = parse(payload, False)
-                assert isinstance(insert, pg.Insert)
-                rel = relations.get(insert.relation_oid) or self._relation(insert.relation_oid)
-                after = self._full_row(rel, insert.new)
-                key = {rel.key_names[0]: after[rel.key_names[0]]} if rel.single_key else rel.key_of(after)
+                known = relations.get(int.from_bytes(payload[1:5], "big"))
+                decoded = None if known is None else known.decode_insert(payload)
+                if decoded is not None and known is not None:
+                    rel = known
+                    key, after = decoded
+                else:  # the general path, which also reports what is wrong with the payload
+                    insert = parse(payload, False)
+                    assert isinstance(insert, pg.Insert)
+                    rel = relations.get(insert.relation_oid) or self._relation(insert.relation_oid)
+                    after = self._full_row(rel, insert.new)
+                    key = {rel.key_names[0]: after[rel.key_names[0]]} if rel.single_key else rel.key_of(after)
                 change = RowChange(
                     rel.table, create, key, None, after, _position(msg.data_start or tx_lsn, commit_lsn, xid)
                 )

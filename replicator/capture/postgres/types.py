@@ -219,8 +219,13 @@ def _make_zoned_timestamp_decoder(precision: int) -> Decoder:
     # Debezium prints exactly `precision` fraction digits; PostgreSQL already rounded the value to it.
     cut = 19 if precision == 0 else 20 + precision
     padding = "." + "0" * precision if precision else ""
+    # 'YYYY-MM-DD HH:MM:SS[.fraction]+00' with every fraction digit (PostgreSQL drops trailing zeros):
+    # in a TimeZone=UTC session most values, and the answer is the same text with 'T' and 'Z'.
+    utc_length = cut + 3
 
     def decode_timestamptz(text: str) -> str:
+        if len(text) == utc_length and text[4] == "-" and text.endswith("+00"):
+            return text[:10] + "T" + text[11:cut] + "Z"
         if text[4:5] == "-" and text[-1] != "C":
             if text.endswith("+00"):  # already UTC (session TimeZone=UTC): string surgery only
                 body = text[:-3]
