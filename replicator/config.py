@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -175,16 +174,6 @@ class MariaDbSourceConfig(SourceBase):
         le=2**32 - 1,
         description="Server id the binlog reader registers with; unique among replicas",
     )
-    timezone: str = Field(default="UTC", description="Time zone of the shop's DATETIME values (IANA name)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
-        return value
 
 
 SourceConfig = Annotated[PostgresSourceConfig | MariaDbSourceConfig, Field(discriminator="kind")]
