@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import os
@@ -164,6 +165,21 @@ class _HookedEvent(threading.Event):
         super().set()
 
 
+def threads_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, by kind: the main thread (the runner's loop), librdkafka's
+    threads (named rdk:…: the consumer's fetches, the audit producer) and the others (the writer thread)."""
+    found = {"main": 0.0, "writer": 0.0, "librdkafka": 0.0}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # a thread that just ended
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        kind = "main" if int(task.name) == os.getpid() else "librdkafka" if name.startswith("rdk:") else "writer"
+        found[kind] += capture_bench._stat_cpu_ticks(stat) / capture_bench._CLOCK_TICKS
+    return found
+
+
 def apply_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """The real applier in this process: `build_apply` then `ApplyRunner.run` in the main thread, stopped by
     its own `on_batch` hook once the batch holding the last row is committed."""
@@ -175,12 +191,28 @@ def apply_worker(spec: dict[str, Any]) -> dict[str, Any]:
     rows = spec["rows"]
     window = Window(spec["server_pids"])
     profiler = cProfile.Profile() if spec.get("profile") else None
+    # The runner writes its batches in a thread of its own (ApplyRunner._loop); cProfile follows one thread.
+    writer_profiler = cProfile.Profile() if spec.get("profile") else None
+    if writer_profiler is not None:
+        apply_batch = runner._apply
+
+        def profiled_apply(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is threading.main_thread() or "wall_s" in marks:
+                return apply_batch(*args, **kwargs)
+            writer_profiler.enable()
+            try:
+                return apply_batch(*args, **kwargs)
+            finally:
+                writer_profiler.disable()
+
+        runner._apply = profiled_apply  # type: ignore[method-assign]
     marks: dict[str, Any] = {}
     sizes: list[int] = []  # events per batch
     in_batches = 0.0
 
     def on_ready() -> None:
         marks["ready_s"] = time.perf_counter() - run_started
+        marks["threads_cpu_s"] = threads_cpu_seconds()
         window.start()
         if profiler is not None:
             profiler.enable()
@@ -192,15 +224,32 @@ def apply_worker(spec: dict[str, Any]) -> dict[str, Any]:
         if len(sizes) == 1:
             marks["first_batch_s"] = window.elapsed()
         if runner.stats.events >= rows and "wall_s" not in marks:
-            if profiler is not None:
-                profiler.disable()
-            marks.update(window.stop())
+            marks.update(window.stop())  # the loop thread's profiler stops with the run, right after
+            marks["threads_cpu_s"] = {kind: cpu - marks["threads_cpu_s"][kind]
+                                      for kind, cpu in threads_cpu_seconds().items()}
             runner.stop()
 
     def on_timeout() -> None:
         marks["error"] = f"timed out after {spec['timeout_s']}s: {runner.stats.events} of {rows} events applied"
         runner.stop()
 
+    collecting: dict[str, float] = {"s": 0.0, "since": 0.0}
+
+    def collection_timed(phase: str, info: dict[str, Any]) -> None:  # the cyclic collector's time in the window
+        if phase == "start":
+            collecting["since"] = time.perf_counter()
+        elif "ready_s" in marks and "wall_s" not in marks:
+            collecting["s"] += time.perf_counter() - collecting["since"]
+
+    gc.callbacks.append(collection_timed)
+    route = runner._route_messages
+
+    def first_message_noted(messages: list[Any], pending: list[Any]) -> None:
+        if messages and "first_message_s" not in marks and "ready_s" in marks:
+            marks["first_message_s"] = window.elapsed()
+        route(messages, pending)
+
+    runner._route_messages = first_message_noted  # type: ignore[method-assign]
     runner.ready = _HookedEvent(on_ready)
     runner.on_batch = on_batch
     timer = threading.Timer(spec["timeout_s"], on_timeout)
@@ -213,8 +262,10 @@ def apply_worker(spec: dict[str, Any]) -> dict[str, Any]:
         timer.cancel()
         if profiler is not None:
             profiler.disable()
-    if profiler is not None:
-        profiler.dump_stats(spec["profile"])
+    if profiler is not None and writer_profiler is not None:
+        profiled = pstats.Stats(profiler)
+        profiled.add(writer_profiler)
+        profiled.dump_stats(spec["profile"])
     return {
         **marks,
         "batches": stats.batches,
@@ -222,6 +273,7 @@ def apply_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "events": stats.events,
         "dead_letters": stats.dead_letters,
         "in_batches_s": in_batches,
+        "gc_s": collecting["s"],
         "max_batch": max(sizes, default=0),
     }
 
@@ -573,9 +625,12 @@ def _figures(run: dict[str, Any], rows: int) -> dict[str, Any]:
         figures.update(
             ready_s=run["ready_s"],
             first_batch_s=run["first_batch_s"],
+            first_message_s=run.get("first_message_s"),
+            gc_s=run.get("gc_s"),
             in_batches_s=run["in_batches_s"],
             outside_batches_s=wall - run["in_batches_s"],
             max_batch=run["max_batch"],
+            threads_cpu_s_per_1k={kind: cpu * per_1k for kind, cpu in run.get("threads_cpu_s", {}).items()},
         )
     return figures
 
@@ -660,10 +715,14 @@ def report(results: list[dict[str, Any]], previous: dict[str, Any]) -> str:
                     f"{r['transactions']:,}",
                     f"{r['kafka_messages']:,}",
                     f"{app['ready_s']:.2f}",
+                    "-" if app.get("first_message_s") is None else f"{app['first_message_s']:.2f}",
                     f"{app['first_batch_s']:.2f}",
                     f"{app['in_batches_s']:.2f}",
                     f"{app['outside_batches_s']:.2f}",
                     f"{app['max_batch']:,}",
+                    "-" if app.get("gc_s") is None else f"{app['gc_s']:.2f}",
+                    " / ".join(f"{app.get('threads_cpu_s_per_1k', {}).get(kind, 0.0):.3f}"
+                               for kind in ("main", "writer", "librdkafka")),
                     f"{app['max_rss_mb']:.0f}",
                     f"{r['write_s']:.1f}",
                     f"{r['capture_s']:.1f}",
@@ -698,8 +757,9 @@ def report(results: list[dict[str, Any]], previous: dict[str, Any]) -> str:
             "apply details (seconds from ready; in batches = inside Applier.apply_batch, outside = the rest of "
             "the loop):",
             _table(
-                ["target", "from", "txns", "kafka msgs", "ready s", "first batch s", "in batches s", "outside s",
-                 "max batch", "rss MB", "write s", "capture s", "load"],
+                ["target", "from", "txns", "kafka msgs", "ready s", "first msg s", "first batch s", "in batches s",
+                 "outside s",
+                 "max batch", "gc s", "cpu s/1k: main / writer / librdkafka", "rss MB", "write s", "capture s", "load"],
                 detail_rows,
             ),
             "",
@@ -721,17 +781,20 @@ def report(results: list[dict[str, Any]], previous: dict[str, Any]) -> str:
 PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("runner loop (all of the window)", "pipeline/apply_runner.py", "_loop"),
     ("  Kafka consume (librdkafka, C)", "~", "<method 'consume' of 'cimpl.Consumer' objects>"),
-    ("  route messages", "pipeline/apply_runner.py", "_route_message"),
+    ("  route messages", "pipeline/apply_runner.py", "_route_messages"),
     ("    JSON decode (orjson.loads)", "~", "<orjson.loads>"),
     ("    assembler add_event", "apply/reassembly.py", "add_event"),
     ("    assembler add_marker", "apply/reassembly.py", "add_marker"),
     ("  assembler ready", "apply/reassembly.py", "ready"),
-    ("  ApplyRunner._apply", "pipeline/apply_runner.py", "_apply"),
+    ("  map the next batch (Applier.map_unit)", "apply/applier.py", "map_unit"),
+    ("    engine ops_for", "mapping/engine.py", "ops_for"),
+    ("  wait for the writer thread", "~", "<method 'acquire' of '_thread.lock' objects>"),
+    ("  audit records to Kafka (after each commit)", "pipeline/apply_runner.py", "_publish_outcomes"),
+    ("writer thread: ApplyRunner._apply", "pipeline/apply_runner.py", "_apply"),
     ("    Applier.apply_batch", "apply/applier.py", "apply_batch"),
     ("      begin", "/dialect/", "begin"),
     ("      unit_keys (hold check)", "apply/applier.py", "unit_keys"),
-    ("      Applier._apply_unit", "apply/applier.py", "_apply_unit"),
-    ("        engine ops_for", "mapping/engine.py", "ops_for"),
+    ("      Applier._apply_all", "apply/applier.py", "_apply_all"),
     ("        resolve lookups", "apply/applier.py", "_resolve_lookups"),
     ("        load rows (RowStore.load)", "apply/rows.py", "load"),
     ("          SELECT target rows", "dialect/base.py", "fetch_rows"),
@@ -739,7 +802,8 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("        Applier._apply_op", "apply/applier.py", "_apply_op"),
     ("          field states", "apply/applier.py", "_field_states"),
     ("          conflict resolver", "conflict/resolver.py", "resolve"),
-    ("          version_json", "apply/applier.py", "version_json"),
+    ("          version_json", "apply/versions.py", "version_json"),
+    ("          compact_document", "apply/versions.py", "compact_document"),
     ("          RowStore.insert", "apply/rows.py", "insert"),
     ("      RowStore.flush", "apply/rows.py", "flush"),
     ("        insert_many (multi-row INSERTs)", "/dialect/", "insert_many"),
@@ -747,7 +811,6 @@ PROFILE_STAGES: tuple[tuple[str, str, str], ...] = (
     ("      progress_for (resume offsets)", "pipeline/apply_runner.py", "progress_for"),
     ("      save_progress", "/dialect/", "save_progress"),
     ("      commit", "/dialect/", "commit"),
-    ("    audit records to Kafka", "pipeline/apply_runner.py", "_publish_outcomes"),
     ("(any caller) dialect.execute: one statement", "/dialect/", "execute"),
     ("(any caller) dialect.execute_many", "/dialect/", "execute_many"),
     ("(any caller) dialect.execute_generated: long IN/VALUES lists", "/dialect/", "execute_generated"),

@@ -15,9 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from datetime import time as time_of_day
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,9 +24,17 @@ import orjson
 from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_value
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
-from replicator.conflict.resolver import Decision, FieldState, Resolution, resolve
+from replicator.apply.versions import canonical, compact_document, version_from_json, version_json
+from replicator.conflict.resolver import (
+    Decision,
+    FieldState,
+    Resolution,
+    new_row_decisions,
+    only_last_writer_wins,
+    resolve,
+)
 from replicator.errors import FatalError, MissingReferenceError, RetriableError, SkippableRecordError
-from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, TargetOp, Version
+from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, Policy, TargetOp, Version
 from replicator.mapping.spec import value_text
 
 log = logging.getLogger(__name__)
@@ -55,13 +61,26 @@ def _transient_error_types() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, pymysql.err.OperationalError)
 
 
+# A unit's target ops as the mapping engine made them, or the record-level error that mapping it raised.
+MappedUnit = list[TargetOp] | SkippableRecordError
+
+
 @dataclass
 class UnitOutcome:
     unit: Unit
-    decisions: list[tuple[TargetOp, Decision]] = field(default_factory=list)
+    # Per op applied, in order, its field decisions; None for an op that created a row from last_writer_wins
+    # fields only, whose decisions follow from the op alone (`resolver.new_row_decisions`): they are built only
+    # when asked for (`decisions`), the audit record is written from the op itself.
+    op_decisions: list[tuple[TargetOp, list[Decision] | None]] = field(default_factory=list)
     dead_letter: str | None = None  # the error, when the unit was dead-lettered
     held_behind: int | None = None
     deferred: bool = False  # a snapshot read whose referenced row has not arrived yet: try again later
+
+    @property
+    def decisions(self) -> list[tuple[TargetOp, Decision]]:
+        """Every field decision of the unit, with its op."""
+        return [(op, decision) for op, decisions in self.op_decisions
+                for decision in (new_row_decisions(op) if decisions is None else decisions)]
 
 
 @dataclass
@@ -84,44 +103,6 @@ class TableShapes:
             if not cached:
                 raise FatalError(f"target table {table} has no primary key; the replicator needs one to find rows")
         return cached
-
-
-def canonical(value: Any) -> Any:
-    """A JSON-safe form of a column value that is equal for equal values whatever the driver returned:
-    numbers by value (5, 5.0, Decimal('5.00') alike), booleans as 0/1 (MariaDB has no boolean), times as
-    ISO text (UTC ones without their offset, as naive UTC columns return them)."""
-    cls = value.__class__
-    if cls is str or value is None:
-        return value
-    if cls is int and -_EXACT_INT < value < _EXACT_INT:
-        return str(value)  # what the Decimal round trip below gives a whole number of this size
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, Decimal | float) or (isinstance(value, int) and not isinstance(value, bool)):
-        number = Decimal(str(value))
-        return str(number.quantize(Decimal(1))) if number == number.to_integral_value() else str(number.normalize())
-    if isinstance(value, datetime):
-        if value.tzinfo is not None and value.utcoffset() == timedelta(0):
-            value = value.replace(tzinfo=None)
-        return value.isoformat()
-    if isinstance(value, date | time_of_day):
-        return value.isoformat()
-    return value
-
-
-_EXACT_INT = 10**18
-
-
-def version_json(version: Version, value: Any, rank: int | None = None) -> dict[str, Any]:
-    entry = {"ts": version.ts_ms, "sys": version.system, "pri": version.priority, "pos": version.position,
-             "val": canonical(value)}
-    if rank is not None:
-        entry["rank"] = rank
-    return entry
-
-
-def version_from_json(data: dict[str, Any]) -> Version:
-    return Version(ts_ms=int(data["ts"]), system=str(data["sys"]), priority=int(data["pri"]), position=str(data["pos"]))
 
 
 class Applier:
@@ -227,15 +208,19 @@ class Applier:
         progress_for: Callable[[list[UnitOutcome]], Progress],
         *,
         may_defer: Callable[[Unit], bool] = lambda unit: False,
+        mapped: Sequence[MappedUnit | None] | None = None,
     ) -> BatchResult:
         """Apply `units` (each tagged with its source name in `sources`) and, in the same transaction, the
-        progress that `progress_for` derives from what was applied (deferred units are not)."""
+        progress that `progress_for` derives from what was applied (deferred units are not).
+
+        `mapped`: per unit, what `map_unit` gave for it if the caller mapped it already (while the previous
+        batch was written), else None; the ops are used once, by the optimistic pass."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
         try:
             try:
-                outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer)
+                outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer, mapped=mapped)
             except self._record_errors:
                 dialect.rollback()
                 dialect.begin()
@@ -255,7 +240,8 @@ class Applier:
         return BatchResult(outcomes, time.monotonic() - started)
 
     def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool,
-                   may_defer: Callable[[Unit], bool]) -> list[UnitOutcome]:
+                   may_defer: Callable[[Unit], bool],
+                   mapped: Sequence[MappedUnit | None] | None = None) -> list[UnitOutcome]:
         store = RowStore(self.dialect)
         self._created_identities.clear()
         outcomes: list[UnitOutcome] = []
@@ -279,7 +265,13 @@ class Applier:
                     self.held_keys.setdefault(key, letter)
                 continue
             if not isolate:
-                prepared.append((outcome, self._ops_of(unit)))
+                done = mapped[index] if mapped is not None else None
+                if done is None:
+                    prepared.append((outcome, self._ops_of(unit)))
+                elif isinstance(done, SkippableRecordError):
+                    raise done  # as _ops_of would have raised here
+                else:
+                    prepared.append((outcome, done))
                 continue
             savepoint = f"u{index}"
             self.dialect.savepoint(savepoint)
@@ -291,11 +283,10 @@ class Applier:
                 self.dialect.rollback_to(savepoint)
                 store.discard_pending()
                 self._created_identities.clear()  # some were rolled back; the rest are found in the table
-                outcome.decisions.clear()
+                outcome.op_decisions.clear()
                 if isinstance(exc, MissingReferenceError) and may_defer(unit):
                     outcome.deferred = True
                     continue
-                outcome.decisions.clear()
                 outcome.dead_letter = f"{type(exc).__name__}: {exc}"
                 letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)
                 for key in keys:
@@ -323,6 +314,19 @@ class Applier:
         return letter_id
 
     # -- one unit ---------------------------------------------------------------------------------------
+
+    def map_unit(self, unit: Unit) -> MappedUnit:
+        """The target ops of a unit, or the record-level error mapping it raised. Pure (the mapping engine
+        only): the runner maps the next batch with it while this one is being written."""
+        try:
+            ops = self._ops_of(unit)
+        except SkippableRecordError as exc:
+            return exc
+        for op in ops:
+            if _plain_upsert(op):
+                assert op.version is not None
+                op.new_row_versions = compact_document(op.version, op.fields)
+        return ops
 
     def _ops_of(self, unit: Unit) -> list[TargetOp]:
         ops: list[TargetOp] = []
@@ -355,14 +359,15 @@ class Applier:
         for op in ops:
             if op.when_written is not None and (op.event, *op.when_written) not in written:
                 continue  # e.g. no order-history row: the state did not move
-            if _has_lookups(op):
+            if op.new_row_versions is None and _has_lookups(op):  # a mapped plain upsert has none
                 self._resolve_lookups([op], strict=True)
             decisions = self._apply_op(op, store)
             if track:
-                for decision in decisions:
+                for decision in new_row_decisions(op) if decisions is None else decisions:
                     if decision.write and decision.result != decision.current_value:
                         written.add((op.event, op.mapping, decision.column))
-            outcome.decisions.extend((op, d) for d in decisions)
+            if decisions is None or decisions:
+                outcome.op_decisions.append((op, decisions))
 
     def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool) -> None:
         """Replace the Lookups in keys and field values by what the target holds, in bulk. Required ones
@@ -370,6 +375,8 @@ class Applier:
         wanted: dict[tuple[Any, ...], list[Lookup]] = {}
         group: tuple[Any, ...]
         for op in ops:
+            if op.new_row_versions is not None:
+                continue  # a plain upsert, mapped ahead: no look-up (_plain_upsert)
             system = op.version.system if op.version else ""
             for value in (*op.key.values(), *(f.value for f in op.fields.values())):
                 if isinstance(value, Lookup):
@@ -397,6 +404,8 @@ class Applier:
                 for lk, value in zip(lookups, values, strict=True):
                     results[lk] = found_nat.get(value)
         for op in ops:
+            if op.new_row_versions is not None:
+                continue
             for column, value in list(op.key.items()):
                 if isinstance(value, Lookup) and (strict or results.get(value) is not None or not value.required):
                     op.key[column] = self._looked_up(op, column, value, results)
@@ -540,9 +549,20 @@ class Applier:
                 result = int(result)
             op.fields[column] = FieldChange(result, change.policy, change.rank, change.owner)
 
-    def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision]:
+    def _apply_op(self, op: TargetOp, store: RowStore) -> list[Decision] | None:
+        """Decide and plan one op; its decisions, or None when they are `new_row_decisions(op)`."""
         pk = self.shapes.primary_key(op.table)
         key = _key_of(op.key, pk)
+        if op.new_row_versions is not None and key is not None:
+            # What the general path below does for such an op (no look-up, aggregate or identity to resolve),
+            # up to the shortcut for a new row, with the versions document worked out when it was mapped.
+            cached = store.cached(op.table, key)
+            if cached is None:
+                store.load(op.table, pk, [key], self._columns_to_read(op.table, op.fields))
+                cached = store.get(op.table, key)
+            if cached.values is None and not cached.versions and cached.compact is None:
+                self._insert_new_row(op, key, store, op.new_row_versions)
+                return None
         if key is None:
             if op.identity is not None:
                 # Created by an earlier op of this unit (after the unit's identities were looked up)?
@@ -574,8 +594,17 @@ class Applier:
             store.insert(op.table, row)
             return []
 
+        if (not exists and key is not None and op.version is not None and op.kind is not OpKind.UPDATE
+                and (cached is None or (not cached.versions and cached.compact is None))
+                and only_last_writer_wins(op)):
+            # A row the target does not hold, nor any versions of: every field is applied, written and recorded
+            # with the op's version (what `resolve` decides, see new_row_decisions), stored in the compact form.
+            self._insert_new_row(op, key, store, compact_document(op.version, op.fields))
+            return None
+
         # A missing row's fields are decided without their states (nothing competes with the incoming values).
-        states = self._field_states(op, cached) if exists or (cached is not None and cached.versions) else {}
+        has_versions = cached is not None and (bool(cached.versions) or cached.compact is not None)
+        states = self._field_states(op, cached) if exists or has_versions else {}
         resolution: Resolution = resolve(op, states, exists)
         writes = dict(resolution.writes)
         if exists and key is not None and cached is not None and cached.values is not None:
@@ -602,10 +631,22 @@ class Applier:
             store.remember(op.table, key, cached)
         assert cached is not None and key is not None
         if resolution.versions:
+            entries = cached.field_versions()
             for column, (version, value) in resolution.versions.items():
-                cached.versions[column] = version_json(version, value, op.fields[column].rank)
+                entries[column] = version_json(version, value, op.fields[column].rank)
             store.versions_changed(op.table, key)
         return list(resolution.decisions)
+
+    @staticmethod
+    def _insert_new_row(op: TargetOp, key: Key, store: RowStore, versions: dict[str, Any]) -> None:
+        """Plan the insert of a row the target does not hold, its fields all written with the op's version
+        (`versions`, a compact document: see new_row_decisions)."""
+        row = {c: v for c, v in op.key.items() if v is not None}
+        for column, change in op.fields.items():
+            row[column] = change.value
+        store.insert(op.table, row)
+        store.remember(op.table, key, CachedRow(row, {}, None, versions))
+        store.versions_changed(op.table, key)
 
     @staticmethod
     def _held_rank(change: FieldChange, stored: dict[str, Any] | None, current: Any, written: Any,
@@ -641,7 +682,7 @@ class Applier:
     def _field_states(self, op: TargetOp, cached: CachedRow | None) -> dict[str, FieldState]:
         states: dict[str, FieldState] = {}
         values = cached.values if cached is not None and cached.values is not None else None
-        versions = cached.versions if cached is not None else {}
+        versions = cached.field_versions() if cached is not None else {}
         local = self._local_version(op.table, cached)
         for column in op.fields:
             stored = versions.get(column)
@@ -683,6 +724,24 @@ def _has_aggregates(op: TargetOp) -> bool:
         if isinstance(change.value, Aggregate):
             return True
     return False
+
+
+def _plain_upsert(op: TargetOp) -> bool:
+    """Whether the op is one that `Applier._apply_op` decides without the resolver when its row is new: an
+    upsert or insert by a key of plain values and a version, its fields last_writer_wins values (no rank,
+    look-up or aggregate)."""
+    if op.kind is not OpKind.UPSERT and op.kind is not OpKind.INSERT:
+        return False
+    if not op.key or op.identity is not None or op.version is None or op.when_written is not None:
+        return False
+    for value in op.key.values():
+        if isinstance(value, Lookup):
+            return False
+    for change in op.fields.values():
+        if (change.policy is not Policy.LAST_WRITER_WINS or change.rank is not None
+                or isinstance(change.value, Lookup | Aggregate)):
+            return False
+    return True
 
 
 def _has_lookups(op: TargetOp) -> bool:

@@ -107,7 +107,8 @@ class TransactionAssembler:
 
     def add_marker(self, partition: int, offset: int, value: dict[str, Any] | None) -> None:
         tp = (self.transaction_topic, partition)
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+        if offset >= self._next.get(tp, 0):
+            self._next[tp] = offset + 1
         if value is None or value.get("status") != "END":
             return
         try:
@@ -124,33 +125,49 @@ class TransactionAssembler:
 
     def add_event(self, event: Event) -> None:
         tp = (event.topic, event.partition)
-        self._next[tp] = max(self._next.get(tp, 0), event.offset + 1)
+        offset = event.offset
+        if offset >= self._next.get(tp, 0):
+            self._next[tp] = offset + 1
         transaction = event.value.get("transaction")
         if transaction is None:
             self._snapshots.append(Unit(None, None, [event]))
-            self._unapplied.setdefault(tp, {})[event.offset] = None
+            self._unapplied_in(tp)[offset] = None
             return
         try:
-            transaction_id = str(transaction["id"])
-            order = int(transaction["total_order"])
+            transaction_id = transaction["id"]
+            if transaction_id.__class__ is not str:
+                transaction_id = str(transaction_id)
+            order = transaction["total_order"]
+            if order.__class__ is not int:
+                order = int(order)
         except (KeyError, TypeError, ValueError) as exc:
             raise SkippableRecordError(
-                f"{event.topic}[{event.partition}]@{event.offset}: malformed transaction block: {exc}"
+                f"{event.topic}[{event.partition}]@{offset}: malformed transaction block: {exc}"
             ) from None
-        if self._is_applied(position_of(transaction_id)):
+        position = position_of(transaction_id)
+        if position.sequence <= self.applied.get(position.domain, -1):
             return
         pending = self._pending.get(transaction_id)
         if pending is None:
             pending = self._pending[transaction_id] = _Pending()
-        if order not in pending.events:
-            pending.events[order] = event
-            self._unapplied_in(tp)[event.offset] = transaction_id
+        events = pending.events
+        if order not in events:
+            events[order] = event
+            self._unapplied_in(tp)[offset] = transaction_id
 
     def _unapplied_in(self, tp: TopicPartition) -> dict[int, str | None]:
         waiting = self._unapplied.get(tp)
         if waiting is None:
             waiting = self._unapplied[tp] = {}
         return waiting
+
+    def add_unreadable(self, topic: str, partition: int, offset: int) -> None:
+        """A message nothing can read, which the caller dead-letters as a unit of its own: unapplied (so not
+        skipped by a restart) until that unit is marked applied."""
+        tp = (topic, partition)
+        if offset >= self._next.get(tp, 0):
+            self._next[tp] = offset + 1
+        self._unapplied_in(tp)[offset] = None
 
     def add_tombstone(self, topic: str, partition: int, offset: int) -> None:
         tp = (topic, partition)
@@ -169,7 +186,12 @@ class TransactionAssembler:
                 break
             self._ends.popleft()
             self._queued.discard(end.transaction_id)
-            events = [pending.events[k] for k in sorted(pending.events)] if pending else []
+            if pending is None:
+                events = []
+            elif len(pending.events) == 1:
+                events = list(pending.events.values())
+            else:
+                events = [pending.events[k] for k in sorted(pending.events)]
             self._pending.pop(end.transaction_id, None)
             units.append(Unit(end.transaction_id, end.position, events, end.offset))
         return units

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from replicator.apply import versions as field_versions
 from replicator.apply.dialect.base import Key, TargetDialect
 
 
@@ -38,8 +39,22 @@ class Statement:
 @dataclass(slots=True)
 class CachedRow:
     values: dict[str, Any] | None  # None: the row does not exist
-    versions: dict[str, Any]
+    versions: dict[str, Any]  # column -> its version entry, the general form (see apply.versions)
     xact_ts_ms: int | None = None  # when the row was last written (PostgreSQL commit timestamp), if known
+    # A compact versions document instead of `versions` (which is then empty): a row created from one change
+    # whose fields all carry its version. Expanded by `field_versions` if another op of the batch needs it.
+    compact: dict[str, Any] | None = None
+
+    def field_versions(self) -> dict[str, Any]:
+        """The general form of the row's field versions, to read or change."""
+        if self.compact is not None:
+            self.versions = field_versions.expand(self.compact)
+            self.compact = None
+        return self.versions
+
+    def versions_document(self) -> dict[str, Any]:
+        """What the versions table is to hold for the row."""
+        return self.compact if self.compact is not None else field_versions.document(self.versions)
 
 
 class RowStore:
@@ -115,7 +130,7 @@ class RowStore:
         self._statements.clear()
         by_table: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for table, key in self._versions_dirty:
-            by_table.setdefault(table, []).append((row_key_text(key), self._rows[(table, key)].versions))
+            by_table.setdefault(table, []).append((row_key_text(key), self._rows[(table, key)].versions_document()))
         for table, items in by_table.items():
             dialect.store_row_versions(table, items)
         self._versions_dirty.clear()

@@ -29,7 +29,9 @@ from replicator.conflict.policies import (
 from replicator.errors import MappingError, SkippableRecordError
 from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version, frozen_factory
 
-__all__ = ["Decision", "FieldState", "Outcome", "Reassert", "Resolution", "resolve", "resolve_field"]
+__all__ = ["Decision", "FieldState", "Outcome", "Reassert", "Resolution", "new_row_decisions", "new_row_reason",
+           "only_last_writer_wins",
+           "resolve", "resolve_field"]
 
 # Outcomes where the incoming value did not simply become the field's value.
 _REFUSALS = frozenset(
@@ -103,6 +105,33 @@ def resolve(op: TargetOp, states: Mapping[str, FieldState], row_exists: bool) ->
     return Resolution(writes, versions, decisions)
 
 
+def new_row_decisions(op: TargetOp) -> list[Decision]:
+    """What `resolve(op, {}, False).decisions` is for an op with a version whose fields are all
+    last_writer_wins (`only_last_writer_wins`): every incoming value applied, written and recorded. The
+    applier's fast path for new rows writes and records exactly that without building these objects,
+    except when they are asked for."""
+    version = op.version
+    assert version is not None
+    reason = new_row_reason(version)
+    # Positional, in Decision's field order (see _resolve_new_row).
+    return [_decision(column, Policy.LAST_WRITER_WINS, Outcome.APPLIED, reason, change.value, version, change.rank,
+                      False, None, None, None, None, None, False, False, True, change.value, True)
+            for column, change in op.fields.items()]
+
+
+def only_last_writer_wins(op: TargetOp) -> bool:
+    """Whether every field of `op` is last_writer_wins without a rank."""
+    for change in op.fields.values():
+        if change.policy is not Policy.LAST_WRITER_WINS or change.rank is not None:
+            return False
+    return True
+
+
+def new_row_reason(version: Version) -> str:
+    """The reason of a last_writer_wins decision on a row the target does not hold."""
+    return f"{describe(version)} is newer than the target's {describe(None)}"
+
+
 def _resolve_new_row(op: TargetOp, version: Version) -> Resolution:
     """`resolve` for a row the target does not hold (the common case of a fresh row): nothing competes with
     the incoming values. A last_writer_wins field is decided here directly, exactly as
@@ -115,7 +144,7 @@ def _resolve_new_row(op: TargetOp, version: Version) -> Resolution:
     for column, change in op.fields.items():
         if change.policy is Policy.LAST_WRITER_WINS:
             if newer is None:
-                newer = f"{describe(version)} is newer than the target's {describe(None)}"
+                newer = new_row_reason(version)
             value = change.value
             # Positional, in Decision's field order (cheaper than keywords, once per field of every new row):
             # column, policy, outcome, reason, incoming value, version and rank, row_exists, current value,

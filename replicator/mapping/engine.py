@@ -454,6 +454,39 @@ def _evaluator(
     return evaluate
 
 
+def _column_evaluator(
+    column: str, steps: tuple[Step, ...], required: bool, rule: str, source: str, target: str
+) -> Callable[[Row], Any]:
+    """`_evaluator` of `_column_reader(column)`, with the read inlined: most values are a source column
+    (renamed, perhaps cast), read for every event."""
+
+    def evaluate(row: Row) -> Any:
+        try:
+            value = row[column]
+        except KeyError:
+            raise SkippableRecordError(
+                f"rule {rule}: {source}: column {column} is missing from the event (needed for {target})"
+            ) from None
+        if value is None:
+            if required:
+                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
+            return None
+        if value.__class__ is str and value == UNAVAILABLE_VALUE_PLACEHOLDER:
+            raise _Unavailable(column)
+        if steps:
+            original = value
+            try:
+                for step in steps:
+                    value = step(value)
+            except _CONVERSION_ERRORS as exc:
+                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value {original!r}: {exc}") from None
+            if value is None and required:
+                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
+        return value
+
+    return evaluate
+
+
 def _compile_value(
     spec: ValueSpec, target_column: str, context: _Context, aggregate: Sequence[AggregateSpec] = ()
 ) -> CompiledValue:
@@ -463,12 +496,16 @@ def _compile_value(
     read = _reader(spec, aggregate, spec.cast, context)
     # An aggregate's cast is done by the database (FLOOR for int); the others here.
     steps = () if aggregate else value_steps(spec)
+    if spec.from_ is not None and not aggregate:
+        evaluate = _column_evaluator(spec.from_, steps, spec.required, context.rule, source, target)
+    else:
+        evaluate = _evaluator(read, steps, spec.required, context.rule, source, target)
     return CompiledValue(
         target=target,
         source=source,
         rule=context.rule,
         columns=columns,
-        evaluate=_evaluator(read, steps, spec.required, context.rule, source, target),
+        evaluate=evaluate,
     )
 
 
@@ -693,6 +730,10 @@ class CompiledRule:
         self.soft_delete = self._soft_delete(rule)
         self.key_columns = frozenset(self.identity_columns) | frozenset().union(*(v.columns for _, v in self.key))
         self.source_label = context.source_label
+        # When no field is a delta or ranked: (name, evaluate, policy, owner) of each, for `_changes`.
+        plain = all(f.policy is not Policy.DELTA and f.rank_source is None and f.ranks is None for f in self.fields)
+        self._plain_fields = tuple((f.name, f.value.evaluate, f.policy, f.owner) for f in self.fields) if plain \
+            else None
 
     def _soft_delete(self, rule: RuleSpec) -> tuple[str, FieldChange] | None:
         if rule.on_delete is None or rule.on_delete.mode != "soft":
@@ -784,6 +825,14 @@ class CompiledRule:
         self, fields: Iterable[CompiledField], after: Row | None, before: Row | None
     ) -> dict[str, FieldChange]:
         changes = {}
+        if before is None and after is not None and fields is self.fields and self._plain_fields is not None:
+            # Every field is a value of the row with its policy (CompiledField.change of an insert, inlined).
+            for name, evaluate, policy, owner in self._plain_fields:
+                try:
+                    changes[name] = _field_change(evaluate(after), policy, None, owner)
+                except _Unavailable:
+                    continue
+            return changes
         for field in fields:
             try:
                 changes[field.name] = field.change(after, before)
@@ -792,6 +841,8 @@ class CompiledRule:
         return changes
 
     def _op(self, kind: OpKind, row: Row, fields: dict[str, FieldChange], version: Version) -> TargetOp:
+        if self.entity is None and not self.is_append:
+            return TargetOp(kind, self.table, self._key(row), fields, None, version, self.name)
         op = TargetOp(kind=kind, table=self.table, key={}, fields=fields, version=version, mapping=self.name)
         if self.is_append:
             op.when_written = self.when_written
@@ -895,12 +946,9 @@ class MappingEngine:
         system = self._systems[source["name"]]
         # A snapshot read sorts before every streamed change of the same commit time: its position is empty.
         snapshot = source.get("snapshot") not in (None, "false", False)
-        return _version(
-            ts_ms=int(source["ts_ms"]),
-            system=system.name,
-            priority=system.priority,
-            position="" if snapshot else position_text(source, system.kind),
-        )
+        ts_ms = source["ts_ms"]
+        return _version(ts_ms if ts_ms.__class__ is int else int(ts_ms), system.name, system.priority,
+                        "" if snapshot else position_text(source, system.kind))
 
     def ops_for(self, envelope: Mapping[str, Any]) -> list[TargetOp]:
         """The target operations of one change event, in rule order; [] when no rule reads its table."""

@@ -127,6 +127,10 @@ class TargetOp:
     # column's value for this row to be added. `event` numbers the changes of a unit (set by the applier).
     when_written: tuple[str, str] | None = None
     event: int = 0
+    # Set by the applier when it maps the op ahead of applying it (`Applier.map_unit`), for an op that creates
+    # its row if the target has none, from last_writer_wins fields only, without look-ups or aggregates: the
+    # field versions document such a row gets (`apply.versions.compact_document`). None: not worked out.
+    new_row_versions: dict[str, Any] | None = field(default=None, compare=False)
 
 
 _SQL_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}

@@ -11,21 +11,24 @@ from __future__ import annotations
 import base64
 import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from replicator.apply.applier import Applier, BatchResult, UnitOutcome, positions_of
+from replicator.apply.applier import Applier, BatchResult, MappedUnit, UnitOutcome, positions_of
 from replicator.apply.dialect.base import Progress, TargetDialect
 from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
+from replicator.conflict.resolver import new_row_reason
 from replicator.errors import ConfigError, RetriableError, SkippableRecordError
-from replicator.mapping.ops import TargetOp
+from replicator.mapping.ops import TargetOp, Version
 from replicator.transport.audit import AuditPublisher
 from replicator.transport.kafka import TopicSpec, ensure_topics
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
@@ -33,6 +36,7 @@ from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, tra
 log = logging.getLogger(__name__)
 
 GC_THRESHOLDS = (100_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
+SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while the runner applies (see run)
 
 
 @dataclass
@@ -87,6 +91,8 @@ class ApplyRunner:
         self._deferred: list[tuple[str, Unit]] = []
         self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
         self._deferred_since: dict[int, float] = {}
+        # The assemblers are fed by the loop's thread and told what was applied by the writer's (_loop).
+        self._assembly = threading.Lock()
         self._route: dict[str, SourceTopics] = {}
         self._markers: dict[str, SourceTopics] = {}
         for source in sources:
@@ -111,14 +117,19 @@ class ApplyRunner:
                 }
             consumer = self._consumer(progress)
             thresholds = gc.get_threshold()
+            interval = sys.getswitchinterval()
             try:
                 # Every event makes many short-lived objects, almost all freed by reference counting, while
                 # batches of messages and units stay alive: with the default thresholds the cyclic collector
                 # runs every 700 allocations and often scans the whole heap (a fifth of the applier's CPU).
                 gc.set_threshold(*GC_THRESHOLDS)
+                # The writer thread needs the GIL back after each of its round trips to the database, while
+                # the loop's thread holds it for up to the switch interval (5 ms by default) per round trip.
+                sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
                 self.ready.set()
                 self._loop(consumer)
             finally:
+                sys.setswitchinterval(interval)
                 gc.set_threshold(*thresholds)
                 consumer.close()
                 if self.audit is not None:
@@ -135,6 +146,8 @@ class ApplyRunner:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 10,
+            # A backlog comes in fewer, larger fetches (librdkafka's default is 1 MB per partition and fetch).
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
         })
         topics = [*self._route, *self._markers]
         metadata = consumer.list_topics(timeout=30)
@@ -153,33 +166,96 @@ class ApplyRunner:
         return consumer
 
     def _loop(self, consumer: Consumer) -> None:
+        """Consume, decode, reassemble and map in this thread; apply each batch in the writer thread.
+
+        Batch N is written (its reads, decisions, writes, progress and commit) by the writer while this thread
+        prepares batch N+1 up to its mapping: the database's work and its round trips overlap with the Python
+        work of the next batch (the drivers release the GIL while they wait). One batch at a time is written
+        and the next one is handed over only when it is done, so every read of batch N+1 happens after batch
+        N committed, and the progress stored with a batch covers no more than it: what the assembler has read
+        beyond the batch stays unapplied (`TransactionAssembler.resume_offsets`). Dead-letter retries and the
+        retries of deferred units run here, between batches, when the writer is idle."""
         pending: list[tuple[str, Unit]] = []
         first_ready = 0.0
         limit = self.target.batch_max_events
         linger = self.target.batch_max_ms / 1000
         last_retry_check = 0.0
         last_deferred_try = 0.0
-        while not self._stopping.is_set():
-            if time.monotonic() - last_retry_check >= 1.0 and not pending:
-                last_retry_check = time.monotonic()
-                self.applier.process_retries()
-            messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
-            for msg in messages:
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.target.name}-writer")
+        writing: Future[tuple[BatchResult, list[str]]] | None = None
+
+        def written() -> None:
+            """Wait for the batch being written and finish it; its failure is this loop's."""
+            nonlocal writing
+            if writing is not None:
+                done, writing = writing, None
+                self._finish(*done.result())
+
+        def hand_over(batch: list[tuple[str, Unit]]) -> None:
+            nonlocal writing
+            mapped = [self.applier.map_unit(unit) if unit.error is None else None for _, unit in batch]
+            written()
+            writing = writer.submit(self._apply, batch, mapped)
+
+        try:
+            while not self._stopping.is_set():
+                if writing is not None and writing.done():
+                    written()
+                if time.monotonic() - last_retry_check >= 1.0 and not pending:
+                    last_retry_check = time.monotonic()
+                    written()
+                    self.applier.process_retries()
+                messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
+                with self._assembly:
+                    self._route_messages(messages, pending)
+                    for source in self.sources:
+                        for unit in source.assembler.ready():
+                            if not pending:
+                                first_ready = time.monotonic()
+                            pending.append((source.source_name, unit))
+                events = sum(len(u.events) for _, u in pending)
+                if pending and (events >= limit or time.monotonic() - first_ready >= linger or not messages):
+                    hand_over(pending)
+                    pending = []
+                elif self._deferred and time.monotonic() - last_deferred_try >= 0.5:
+                    last_deferred_try = time.monotonic()
+                    written()
+                    if self._deferred:
+                        self._finish(*self._apply([]))
+            if pending:
+                hand_over(pending)
+            written()
+        finally:
+            # On a failure here, the batch being written still ends (committed or rolled back) before the
+            # connection is closed; its own failure, if any, is then secondary.
+            writer.shutdown(wait=True)
+
+    def _route_messages(self, messages: list[Any], pending: list[tuple[str, Unit]]) -> None:
+        """`_route_message` for each message, with the common cases inline: a readable END or BEGIN marker, a
+        readable change event (one call per message, and its look-ups, cost as much as what it does)."""
+        markers, routes, loads = self._markers, self._route, orjson.loads
+        for msg in messages:
+            topic = msg.topic()
+            raw = msg.value()
+            if raw is None or msg.error() is not None:
                 self._route_message(msg, pending)
-            for source in self.sources:
-                for unit in source.assembler.ready():
-                    if not pending:
-                        first_ready = time.monotonic()
-                    pending.append((source.source_name, unit))
-            events = sum(len(u.events) for _, u in pending)
-            if pending and (events >= limit or time.monotonic() - first_ready >= linger or not messages):
-                self._apply(pending)
-                pending = []
-            elif self._deferred and time.monotonic() - last_deferred_try >= 0.5:
-                last_deferred_try = time.monotonic()
-                self._apply([])
-        if pending:
-            self._apply(pending)
+                continue
+            source = markers.get(topic)
+            try:
+                value = loads(raw)
+                if value.__class__ is not dict:
+                    raise SkippableRecordError("the message value is not a JSON object")
+                if source is not None:
+                    source.assembler.add_marker(msg.partition(), msg.offset(), value)
+                    continue
+                source = routes[topic]
+                if "op" not in value or "source" not in value:
+                    self._check_envelope(topic, msg.offset(), value)
+                key = msg.key()
+                source.assembler.add_event(Event(topic, msg.partition(), msg.offset(),
+                                                 None if key is None else loads(key), value))
+            except (orjson.JSONDecodeError, SkippableRecordError):
+                self._route_message(msg, pending)  # the general path dead-letters it (and decodes it again)
 
     def _route_message(self, msg: Any, pending: list[tuple[str, Unit]]) -> None:
         error = msg.error()
@@ -210,6 +286,7 @@ class ApplyRunner:
             # Base64: the bytes may be anything, even a NUL that no text column accepts.
             bad = Event(topic, partition, offset, None, {"raw_base64": base64.b64encode(raw or b"").decode(),
                                                           "key_base64": base64.b64encode(msg.key() or b"").decode()})
+            source.assembler.add_unreadable(topic, partition, offset)
             pending.append((source.source_name, Unit(None, None, [bad], None, error=f"unreadable message: {exc}")))
 
     @staticmethod
@@ -224,7 +301,12 @@ class ApplyRunner:
     # order) before it is dead-lettered like any other record that refers to a missing row.
     DEFER_LIMIT_S = 60.0
 
-    def _apply(self, pending: list[tuple[str, Unit]]) -> None:
+    def _apply(self, pending: list[tuple[str, Unit]],
+               mapped: list[MappedUnit | None] | None = None) -> tuple[BatchResult, list[str]]:
+        """Apply one batch, after the units deferred by the previous one; `_finish` then publishes it.
+        `mapped`: the units' ops if already mapped (`Applier.map_unit`)."""
+        if mapped is not None:
+            mapped = [*[None] * len(self._deferred), *mapped]
         pending = [*self._deferred, *pending]
         self._deferred = []
         by_name = {s.source_name: s for s in self.sources}
@@ -238,20 +320,27 @@ class ApplyRunner:
 
         def progress_for(outcomes: list[UnitOutcome]) -> Progress:
             applied = [(name, o.unit) for name, o in zip(names, outcomes, strict=True) if not o.deferred]
-            for name, unit in applied:
-                by_name[name].assembler.mark_applied(unit)
             progress = Progress()
-            for source in self.sources:
-                progress.offsets.update(source.assembler.resume_offsets())
+            with self._assembly:  # the loop's thread is adding the next batch's messages meanwhile
+                for name, unit in applied:
+                    by_name[name].assembler.mark_applied(unit)
+                for source in self.sources:
+                    progress.offsets.update(source.assembler.resume_offsets())
             progress.positions.update(positions_of(applied))
             return progress
 
-        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer)
+        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped)
         for name, outcome in zip(names, result.outcomes, strict=True):
             if outcome.deferred:
                 self._deferred.append((name, outcome.unit))
             else:
                 self._deferred_since.pop(id(outcome.unit), None)
+        return result, names
+
+    def _finish(self, result: BatchResult, names: list[str]) -> None:
+        """After a batch committed, in the loop's thread (the writer goes on with the next batch meanwhile):
+        its audit records, the stats, the on_batch hook."""
+        units = [o.unit for o in result.outcomes]
         self._publish(result, names)
         self.stats.batches += 1
         self.stats.units += len(units)
@@ -263,6 +352,8 @@ class ApplyRunner:
 
 
 def _publish_outcomes(audit: AuditPublisher, target: str, result: BatchResult, names: list[str]) -> None:
+    last_version: Version | None = None
+    reason = ""
     for name, outcome in zip(names, result.outcomes, strict=True):
         unit = outcome.unit
         if outcome.dead_letter is not None or outcome.held_behind is not None:
@@ -274,15 +365,18 @@ def _publish_outcomes(audit: AuditPublisher, target: str, result: BatchResult, n
                             "value": e.value} for e in unit.events],
             )
             continue
-        by_op: dict[int, tuple[TargetOp, list[Any]]] = {}
-        for op, decision in outcome.decisions:
-            group = by_op.get(id(op))
-            if group is None:
-                group = by_op[id(op)] = (op, [])
-            group[1].append(decision)
-        for op, decisions in by_op.values():
-            audit.decision(target=target, table=op.table, key=op.key, mapping=op.mapping, source=name,
-                           transaction=unit.transaction_id, decisions=decisions)
+        for op, decisions in outcome.op_decisions:
+            if decisions is not None:
+                audit.decision(target=target, table=op.table, key=op.key, mapping=op.mapping, source=name,
+                               transaction=unit.transaction_id, decisions=decisions)
+                continue
+            version = op.version
+            assert version is not None  # an op decided by new_row_decisions has one
+            if version is not last_version:  # the ops of one change share their version
+                last_version, reason = version, new_row_reason(version)
+            audit.new_row(target=target, table=op.table, key=op.key, mapping=op.mapping, source=name,
+                          transaction=unit.transaction_id, version=version, reason=reason,
+                          values=[(column, change.value) for column, change in op.fields.items()])
     audit.poll()
 
 
@@ -320,6 +414,9 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
     routes = {tuple(route) for route in MappingEngine(mapping_set).source_tables()}
 
     def ops_for(envelope: dict[str, Any]) -> list[TargetOp]:
+        ops = engine.ops_for(envelope)
+        if ops:
+            return ops  # some rule of this target read the table, so some rule knows it
         source = envelope["source"]
         namespace = source.get("schema") if source.get("connector") == "postgresql" else source.get("db")
         if (source.get("name"), namespace, source.get("table")) not in routes:
@@ -327,7 +424,7 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
             raise SkippableRecordError(
                 f"no mapping rule reads {source.get('name')}.{namespace}.{source.get('table')}"
             )
-        return engine.ops_for(envelope)
+        return ops
 
     settings = config.kafka.topics
     ensure_topics(config.kafka.bootstrap(), [

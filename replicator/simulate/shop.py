@@ -151,7 +151,13 @@ class ShopSimulator(Simulator[ShopConnection]):
         row (`deleted` = 1). An unused address is updated in place.
         """
         _check_columns("ps_address", changes, ADDRESS_COLUMNS)
-        return self._action("edit_address", lambda conn: self._edit_address(conn, id_address, changes))
+
+        def edit(conn: ShopConnection) -> int:
+            copy = self._edit_address(conn, id_address, changes)
+            assert copy is not None  # without missing_ok, a missing address raises
+            return copy
+
+        return self._action("edit_address", edit)
 
     def place_order(
         self, id_customer: int, lines: list[tuple[int, int]] | None = None, *, paid: bool = False
@@ -211,7 +217,8 @@ class ShopSimulator(Simulator[ShopConnection]):
             "FROM ps_address a JOIN ps_customer c ON c.id_customer = a.id_customer "
             "WHERE a.deleted = 0 AND c.is_guest = 0 AND c.deleted = 0",
         )
-        return None if id_address is None else self._edit_address(conn, id_address, {})
+        # Another session may archive the address (copy-on-edit) between this pick and the locked read.
+        return None if id_address is None else self._edit_address(conn, id_address, {}, missing_ok=True)
 
     def _random_pay(self, conn: ShopConnection) -> bool:
         id_order = self._random_id(
@@ -326,12 +333,16 @@ class ShopSimulator(Simulator[ShopConnection]):
             return {"company": None if company else company_name(rng)}
         return {"newsletter": 0 if newsletter else 1}
 
-    def _edit_address(self, conn: ShopConnection, id_address: int, changes: Mapping[str, Any]) -> int:
+    def _edit_address(
+        self, conn: ShopConnection, id_address: int, changes: Mapping[str, Any], *, missing_ok: bool = False
+    ) -> int | None:
         columns = ", ".join(ADDRESS_COPY_COLUMNS)
         row = _one(
             conn, f"SELECT {columns} FROM ps_address WHERE id_address = %s AND deleted = 0 FOR UPDATE", (id_address,)
         )
         if row is None:
+            if missing_ok:
+                return None
             raise LookupError(f"ps_address {id_address} does not exist or is deleted")
         current = dict(zip(ADDRESS_COPY_COLUMNS, row, strict=True))
         if not changes:

@@ -7,6 +7,7 @@ remain the record of truth; a crash between commit and publish can lose the topi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -23,17 +24,19 @@ class AuditPublisher:
                                    "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
                                    "delivery.report.only.error": True})
         self._failure: str | None = None
+        self._heads: dict[tuple[str, str], bytes] = {}  # (target, table) -> b'{"target":…,"table":…'
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None and self._failure is None:
             self._failure = f"Kafka refused an audit record for {msg.topic()}: {err}"
 
     def _send(self, topic: str, key: dict[str, Any], value: dict[str, Any]) -> None:
-        payload = orjson.dumps(value, default=str)
+        self._produce(topic, orjson.dumps(key, default=str), orjson.dumps(value, default=str))
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(topic, key=orjson.dumps(key, default=str), value=payload,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
                 return
             except BufferError:
                 self._producer.poll(0.1)
@@ -52,6 +55,30 @@ class AuditPublisher:
                 "result": d.result, "written": d.write,
             } for d in decisions],
         })
+
+    def new_row(self, *, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
+                transaction: str | None, version: Any, reason: str, values: Iterable[tuple[str, Any]]) -> None:
+        """The record `decision` writes for a row created from last_writer_wins fields only, each field
+        applied and written (`resolver.new_row_decisions`), the same bytes: written from the (column, value)
+        pairs by joining orjson's text of each part (the record of every new row, so no dict per field)."""
+        dumps = orjson.dumps
+        head = self._heads.get((target, table))
+        if head is None:
+            head = self._heads[(target, table)] = b'{"target":' + dumps(target) + b',"table":' + dumps(table)
+        key_json = dumps(key, default=str)
+        applied = b',"policy":"last_writer_wins","outcome":"applied","reason":' + dumps(reason) + b',"incoming":'
+        written = b',"incoming_version":' + dumps(version) + b',"current":null,"current_version":null,"result":'
+        fields = []
+        for column, value in values:
+            value_json = dumps(value, default=str)
+            fields.append(b'{"column":' + dumps(column) + applied + value_json + written + value_json
+                          + b',"written":true}')
+        record = b"".join([
+            b'{"decision":"applied",', head[1:], b',"key":', key_json, b',"mapping":', dumps(mapping),
+            b',"source":', dumps(source), b',"transaction":', dumps(transaction), b',"fields":[',
+            b",".join(fields), b"]}",
+        ])
+        self._produce(AUDIT_TOPIC, head + b',"key":' + key_json + b"}", record)
 
     def dead_letter(self, *, target: str, source: str, transaction: str | None, error: str, held_behind: int | None,
                     envelopes: list[dict[str, Any]]) -> None:

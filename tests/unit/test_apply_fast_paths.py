@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicator.apply.applier import canonical
+from replicator.apply import versions
+from replicator.apply.applier import canonical, version_json
 from replicator.conflict import Decision, Outcome, resolve
 from replicator.conflict.policies import FieldState
 from replicator.conflict.resolver import resolve_field
@@ -118,6 +119,7 @@ def test_audit_decision_record_is_the_documented_json() -> None:
     producer = _Producer()
     publisher._producer = producer  # type: ignore[assignment]
     publisher._failure = None
+    publisher._heads = {}
     version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
     op = TargetOp(OpKind.UPSERT, "public.order_line", {"id": 42}, {
         "sku": FieldChange("SKU-42"), "price": FieldChange(Decimal("4.20")),
@@ -145,6 +147,29 @@ def test_audit_decision_record_is_the_documented_json() -> None:
     assert value == orjson.dumps(expected, default=str)
 
 
+def test_audit_record_of_a_new_row_is_the_decision_record_of_its_decisions() -> None:
+    from replicator.conflict.resolver import new_row_decisions, new_row_reason
+
+    publisher = AuditPublisher.__new__(AuditPublisher)
+    producer = _Producer()
+    publisher._producer = producer  # type: ignore[assignment]
+    publisher._failure = None
+    publisher._heads = {}
+    version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    for key, transaction in (({"id": 42}, "0-1-42"), ({"a": "x\"y", "b": Decimal("1.5")}, None)):
+        op = TargetOp(OpKind.UPSERT, "public.order_line", key, {
+            "sku": FieldChange("SKU-\u00e9\"42"), "price": FieldChange(Decimal("4.20")), "none": FieldChange(None),
+            "at": FieldChange(datetime(2026, 11, 29, 3, 4, 5, 6)), "qty": FieldChange(3), "ok": FieldChange(True),
+        }, version=version, mapping="order_line")
+        publisher.decision(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                           transaction=transaction, decisions=new_row_decisions(op))
+        publisher.new_row(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                          transaction=transaction, version=version, reason=new_row_reason(version),
+                          values=[(c, ch.value) for c, ch in op.fields.items()])
+        general, fast = producer.sent[-2:]
+        assert fast == general
+
+
 # --- the resolver's Decision objects ------------------------------------------------------------------
 
 
@@ -156,3 +181,29 @@ def test_decisions_of_both_paths_are_plain_frozen_decisions() -> None:
     assert type(fast) is Decision and type(general) is Decision and fast == general
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.reason = "changed"  # type: ignore[misc]
+
+
+# --- field versions documents ----------------------------------------------------------------------------
+
+
+def test_a_compact_document_expands_to_the_entries_it_stands_for() -> None:
+    version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    values = {"sku": "SKU-42", "price": Decimal("4.20"), "at": datetime(2026, 11, 29, 3, 4, 5, 6), "qty": 3,
+              "note": None}
+    entries = {column: version_json(version, value) for column, value in values.items()}
+    compact = versions.compact_document(version, {column: FieldChange(value) for column, value in values.items()})
+    assert compact == {"@": [version.ts_ms, "shop", 2, version.position], "sku": "SKU-42", "price": "4.2",
+                       "at": "2026-11-29T03:04:05.000006", "qty": "3", "note": None}
+    stored = orjson.loads(orjson.dumps(compact))
+    assert versions.expand(stored) == entries
+    assert versions.document(entries) == compact  # what the general path stores for the same entries
+    assert versions.expand(entries) is entries  # the general form is read as it is
+
+
+def test_entries_of_several_versions_or_with_a_rank_keep_the_general_form() -> None:
+    older, newer = Version(1, "shop", 2, "a"), Version(2, "erp", 1, "b")
+    mixed = {"a": version_json(older, 1), "b": version_json(newer, 2)}
+    ranked = {"a": version_json(older, "paid", 3), "b": version_json(older, 2)}
+    assert versions.document(mixed) is mixed
+    assert versions.document(ranked) is ranked
+    assert versions.document({}) == {}

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 
+from replicator.apply.versions import expand
 from replicator.config import ResolvedConnection
 
 Key = tuple[Any, ...]
@@ -129,6 +130,7 @@ class TargetDialect(abc.ABC):
         )
 
     def row_versions(self, table: str, row_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The field versions of these rows (row key text -> general form, whichever form is stored)."""
         keys = list(dict.fromkeys(row_keys))
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(keys, 500):
@@ -138,7 +140,7 @@ class TargetDialect(abc.ABC):
                 f"WHERE target_table = %s AND row_key IN ({marks})",
                 (table, *chunk),
             ):
-                found[row_key] = json_value(versions)
+                found[row_key] = expand(json_value(versions))
         return found
 
     def store_row_versions(self, table: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -155,6 +157,8 @@ class TargetDialect(abc.ABC):
     @abc.abstractmethod
     def primary_key_columns(self, table: str) -> tuple[str, ...]: ...
 
+    KEYS_PER_READ = 500  # keys per SELECT of fetch_rows (each a round trip)
+
     def fetch_rows(self, table: str, key_columns: Sequence[str], keys: Sequence[Key],
                    columns: Sequence[str]) -> dict[Key, dict[str, Any]]:
         """Current values of `columns` for the rows with these keys (absent keys are missing rows); with
@@ -167,7 +171,8 @@ class TargetDialect(abc.ABC):
         names = [*wanted, "__xact_ts_ms"] if self.row_written_ms_sql else wanted
         found: dict[Key, dict[str, Any]] = {}
         width = len(key_columns)
-        for chunk in _chunks(list(dict.fromkeys(keys)), 500):
+        per_statement = max(1, min(self.KEYS_PER_READ, 65535 // width))
+        for chunk in _chunks(list(dict.fromkeys(keys)), per_statement):
             sql = self._select_sql(table, tuple(key_columns), tuple(wanted), len(chunk), bool(self.row_written_ms_sql),
                                    lock=True)
             params = [value for key in chunk for value in key]

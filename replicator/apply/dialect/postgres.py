@@ -11,6 +11,7 @@ import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from replicator.apply.dialect.base import TargetDialect, json_value
+from replicator.apply.versions import expand
 from replicator.config import ResolvedConnection
 from replicator.errors import ConfigError, RetriableError
 
@@ -100,7 +101,7 @@ class PostgresDialect(TargetDialect):
             "SELECT row_key, versions FROM replicator_row_version WHERE target_table = %s AND row_key = ANY(%s)",
             (table, keys),
         )
-        return {row_key: json_value(versions) for row_key, versions in rows}
+        return {row_key: expand(json_value(versions)) for row_key, versions in rows}
 
     def primary_key_columns(self, table: str) -> tuple[str, ...]:
         schema, _, name = table.rpartition(".")
@@ -130,10 +131,12 @@ class PostgresDialect(TargetDialect):
 
     def begin(self) -> None:
         conn = self._require()
-        conn.execute("BEGIN")
         if self._tagged:
             # Without a per-transaction setup, commit timestamps under a session origin freeze (shared notes).
-            conn.execute("SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
+            # Both statements in one round trip (no parameters: the simple query protocol).
+            conn.execute("BEGIN; SELECT pg_replication_origin_xact_setup('0/0', clock_timestamp())")
+        else:
+            conn.execute("BEGIN")
 
     def commit(self) -> None:
         self._require().execute("COMMIT")
@@ -145,9 +148,10 @@ class PostgresDialect(TargetDialect):
         for statement in REPLICATOR_TABLES:
             self.execute(statement)
 
-    # Rows per multi-row INSERT: large enough that a batch needs few statements, small enough for the
-    # protocol's 65535 parameters and for plans the server caches (each size is a statement of its own).
-    INSERT_ROWS = 1000
+    # Rows per multi-row INSERT, and keys per SELECT of fetch_rows: a whole batch of the default size in one
+    # statement (one round trip; the writer thread waits for each), within the protocol's 65535 parameters.
+    INSERT_ROWS = 5000
+    KEYS_PER_READ = 5000
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Several rows per INSERT ... VALUES (...), (...): each row is coerced to the target's columns as a
