@@ -146,8 +146,6 @@ class ApplyRunner:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 10,
-            # A backlog comes in fewer, larger fetches (librdkafka's default is 1 MB per partition and fetch).
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
         })
         topics = [*self._route, *self._markers]
         metadata = consumer.list_topics(timeout=30)
