@@ -441,17 +441,26 @@ def _evaluator(
                 f"rule {rule}: {source}: column {missing} is missing from the event (needed for {target})"
             ) from None
         if value is not None and steps:
-            original = value
-            try:
-                for step in steps:
-                    value = step(value)
-            except _CONVERSION_ERRORS as exc:
-                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value {original!r}: {exc}") from None
+            return _converted(value, steps, required, rule, source, target)
         if value is None and required:
             raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
         return value
 
     return evaluate
+
+
+def _converted(value: Any, steps: tuple[Step, ...], required: bool, rule: str, source: str, target: str) -> Any:
+    """A non-null value through a field's steps; a conversion that fails or a required value that becomes
+    null is a record error naming the rule, the columns and the value."""
+    original = value
+    try:
+        for step in steps:
+            value = step(value)
+    except _CONVERSION_ERRORS as exc:
+        raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value {original!r}: {exc}") from None
+    if value is None and required:
+        raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
+    return value
 
 
 def _column_evaluator(
@@ -474,14 +483,7 @@ def _column_evaluator(
         if value.__class__ is str and value == UNAVAILABLE_VALUE_PLACEHOLDER:
             raise _Unavailable(column)
         if steps:
-            original = value
-            try:
-                for step in steps:
-                    value = step(value)
-            except _CONVERSION_ERRORS as exc:
-                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value {original!r}: {exc}") from None
-            if value is None and required:
-                raise SkippableRecordError(f"rule {rule}: {source} -> {target}: value is null but required")
+            return _converted(value, steps, required, rule, source, target)
         return value
 
     return evaluate

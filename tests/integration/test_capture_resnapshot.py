@@ -25,7 +25,7 @@ from replicator.devstack import ConnectionSettings, mariadb_connect
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import capture_thread, write_config
-from tests.support.kafka_reader import Record, read_topics
+from tests.support.kafka_reader import Record, read_topics, replay_ids
 
 pytestmark = pytest.mark.integration
 
@@ -70,18 +70,6 @@ def _mariadb_side(db: MariaDatabase, env: str, monkeypatch: pytest.MonkeyPatch) 
 
     return Side(db.name, {"kind": "mariadb", "connection": {"dsn": {"env": env}},
                           "server_id": random.randint(100_000, 2**31)}, sql, rows)
-
-
-def _replay(records: list[Record]) -> dict[int, int]:
-    state: dict[int, int] = {}
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        if r.value is None:
-            continue
-        if r.value["op"] == "d":
-            state.pop(r.key["id"], None)
-        else:
-            state[r.key["id"]] = r.value["after"]["n"]
-    return state
 
 
 def _reads(records: list[Record]) -> Counter[int]:
@@ -172,7 +160,7 @@ def test_requested_tables_are_read_again_interleaved_with_the_stream(
     assert all(reads[key] == 2 for key in range(4, ROWS + 1)), reads
     assert reads[1] == 2 and reads[2] in (1, 2) and reads[3] in (1, 2) and reads[ROWS + 1] in (0, 1)
     assert _reads(others) == {1: 1, 2: 1}  # not requested: read once
-    assert _replay(items) == side.rows("item")
+    assert replay_ids(items) == side.rows("item")
     # The re-read `r` of row 1 carries the change streamed before it; nothing older follows it.
     events_1 = [(r.value["op"], r.value["after"]["n"]) for r in items if r.value and r.key["id"] == 1]
     assert events_1 == [("r", 1), ("u", -1), ("r", -1)]
@@ -203,4 +191,4 @@ def test_requested_tables_are_read_again_interleaved_with_the_stream(
         records = read_topics(bootstrap, [item_topic, other_topic], quiet_s=2)
     assert _reads([r for r in records if r.topic == other_topic]) == {1: 2, 2: 2}
     assert sum(_reads([r for r in records if r.topic == item_topic]).values()) == sum(reads.values())
-    assert _replay([r for r in records if r.topic == other_topic]) == side.rows("other")
+    assert replay_ids([r for r in records if r.topic == other_topic]) == side.rows("other")

@@ -29,7 +29,7 @@ from replicator.devstack import ConnectionSettings, mariadb_connect
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import start_capture_process, write_config
-from tests.support.kafka_reader import Record, read_topics
+from tests.support.kafka_reader import read_topics, replay_ids
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,7 @@ def test_a_resnapshot_killed_repeatedly_is_served_once_and_loses_nothing(
         sql("UPDATE item SET n = n + 1000 WHERE id = 1")  # after the re-read
         table = dict(sql("SELECT id, n FROM item"))
         records = read_topics(bootstrap, [topic], quiet_s=3, timeout_s=120)
-        while _replay(records) != table and time.monotonic() < deadline:
+        while replay_ids(records) != table and time.monotonic() < deadline:
             records = read_topics(bootstrap, [topic], quiet_s=2, timeout_s=120)
     finally:
         stop.set()
@@ -152,7 +152,7 @@ def test_a_resnapshot_killed_repeatedly_is_served_once_and_loses_nothing(
     assert kills >= 1, "the re-snapshot finished before any kill"
 
     # No change lost: a consumer applying the events ends at the table's state.
-    assert _replay(records) == table
+    assert replay_ids(records) == table
     per_key: dict[int, list[tuple[str, int]]] = defaultdict(list)
     seen: set[tuple[Any, ...]] = set()
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -198,15 +198,3 @@ def _reads_so_far(bootstrap: str, topic: str) -> int:
         return count
     finally:
         consumer.close()
-
-
-def _replay(records: list[Record]) -> dict[int, int]:
-    state: dict[int, int] = {}
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        if r.value is None:
-            continue
-        if r.value["op"] == "d":
-            state.pop(r.key["id"], None)
-        else:
-            state[r.key["id"]] = r.value["after"]["n"]
-    return state

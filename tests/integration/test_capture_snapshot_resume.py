@@ -26,7 +26,7 @@ from replicator.devstack import ConnectionSettings, mariadb_connect
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import start_capture_process, write_config
-from tests.support.kafka_reader import Record, read_topics
+from tests.support.kafka_reader import Record, read_topics, replay_ids
 
 pytestmark = pytest.mark.integration
 
@@ -103,19 +103,6 @@ def _mariadb_side(db: MariaDatabase) -> Side:
     return Side(db.name, {"RESUME_DSN": dsn},
                 {"kind": "mariadb", "connection": {"dsn": {"env": "RESUME_DSN"}},
                  "server_id": random.randint(100_000, 2**31)}, sql, rows, hold, lambda _name: True)
-
-
-def _replay(records: list[Record]) -> dict[int, int]:
-    """The table as a consumer applying the events in order sees it."""
-    state: dict[int, int] = {}
-    for r in records:
-        if r.value is None:
-            continue
-        if r.value["op"] == "d":
-            state.pop(r.key["id"], None)
-        else:
-            state[r.key["id"]] = r.value["after"]["n"]
-    return state
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
@@ -202,7 +189,7 @@ def test_a_snapshot_killed_midway_resumes_after_its_last_confirmed_chunk(
     # Every row arrives, and a consumer applying the events ends at the tables' state.
     for topic, table in ((big_topic, "big"), (blocker_topic, "blocker")):
         ordered = sorted((r for r in records if r.topic == topic), key=lambda r: (r.partition, r.offset))
-        assert _replay(ordered) == side.rows(table)
+        assert replay_ids(ordered) == side.rows(table)
 
     # Rows of confirmed chunks were read once; only the unconfirmed tail may have been read twice.
     reads = Counter(key for key, evs in events[big_topic].items() for r in evs if r.value["op"] == "r")

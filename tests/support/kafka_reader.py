@@ -54,3 +54,17 @@ def read_topics(bootstrap: str, topics: list[str], *, until: int | None = None, 
                 last = time.monotonic()
     finally:
         consumer.close()
+
+
+def replay_ids(records: list[Record]) -> dict[int, int]:
+    """id -> n of a table with columns (id, n), as a consumer applying its events in topic order sees it
+    (deletes remove the row; tombstones are skipped)."""
+    state: dict[int, int] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if r.value is None:
+            continue
+        if r.value["op"] == "d":
+            state.pop(r.key["id"], None)
+        else:
+            state[r.key["id"]] = r.value["after"]["n"]
+    return state

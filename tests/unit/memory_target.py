@@ -1,4 +1,5 @@
-"""An in-memory target for unit tests of the apply path: rows, field versions and progress, without a server."""
+"""In-memory stand-ins for unit tests of the apply path: a target (rows, field versions and progress, without a
+server) and an audit publisher whose records go to a list instead of Kafka."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from replicator.apply.dialect.base import Key, Progress, TargetDialect
 from replicator.apply.versions import expand
+from replicator.transport.audit import AuditPublisher
 
 
 class MemoryTarget(TargetDialect):
@@ -93,3 +95,29 @@ class MemoryTarget(TargetDialect):
     def delete_many(self, table: str, key_columns: Sequence[str], keys: Sequence[Key]) -> None:
         for key in keys:
             del self.rows[table][tuple(key)]
+
+
+class RecordingProducer:
+    """Keeps what is produced, in order; never fails."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.sent.append((topic, key, value))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+def recording_publisher() -> tuple[AuditPublisher, RecordingProducer]:
+    """An AuditPublisher writing into a RecordingProducer (the record bytes are what these tests check)."""
+    audit = AuditPublisher.__new__(AuditPublisher)
+    producer = RecordingProducer()
+    audit._producer = producer  # type: ignore[assignment]
+    audit._failure = None
+    audit._heads = {}
+    return audit, producer

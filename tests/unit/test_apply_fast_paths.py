@@ -19,7 +19,7 @@ from replicator.conflict import Decision, Outcome, resolve
 from replicator.conflict.policies import FieldState
 from replicator.conflict.resolver import resolve_field
 from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version, frozen_factory
-from replicator.transport.audit import AuditPublisher
+from tests.unit.memory_target import recording_publisher
 
 # --- frozen_factory -----------------------------------------------------------------------------------
 
@@ -99,14 +99,6 @@ def test_canonical_of_an_aware_utc_time_drops_the_offset() -> None:
 # --- audit records ------------------------------------------------------------------------------------
 
 
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
-        self.sent.append((topic, key, value))
-
-
 def _version_dict(version: Version | None) -> dict[str, Any] | None:
     if version is None:
         return None
@@ -115,11 +107,7 @@ def _version_dict(version: Version | None) -> dict[str, Any] | None:
 
 
 def test_audit_decision_record_is_the_documented_json() -> None:
-    publisher = AuditPublisher.__new__(AuditPublisher)
-    producer = _Producer()
-    publisher._producer = producer  # type: ignore[assignment]
-    publisher._failure = None
-    publisher._heads = {}
+    publisher, producer = recording_publisher()
     version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
     op = TargetOp(OpKind.UPSERT, "public.order_line", {"id": 42}, {
         "sku": FieldChange("SKU-42"), "price": FieldChange(Decimal("4.20")),
@@ -150,11 +138,7 @@ def test_audit_decision_record_is_the_documented_json() -> None:
 def test_audit_record_of_a_new_row_is_the_decision_record_of_its_decisions() -> None:
     from replicator.conflict.resolver import new_row_decisions, new_row_reason
 
-    publisher = AuditPublisher.__new__(AuditPublisher)
-    producer = _Producer()
-    publisher._producer = producer  # type: ignore[assignment]
-    publisher._failure = None
-    publisher._heads = {}
+    publisher, producer = recording_publisher()
     version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
     for key, transaction in (({"id": 42}, "0-1-42"), ({"a": "x\"y", "b": Decimal("1.5")}, None)):
         op = TargetOp(OpKind.UPSERT, "public.order_line", key, {

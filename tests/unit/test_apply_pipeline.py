@@ -23,8 +23,7 @@ from replicator.mapping.engine import MappingEngine
 from replicator.mapping.spec import MappingSet
 from replicator.pipeline import apply_runner
 from replicator.pipeline.apply_runner import ApplyRunner, SourceTopics
-from replicator.transport.audit import AuditPublisher
-from tests.unit.memory_target import MemoryTarget
+from tests.unit.memory_target import MemoryTarget, recording_publisher
 
 TABLE = "public.order_line"
 
@@ -69,29 +68,6 @@ def unit_of(tx: SourceTransaction, offset: int) -> Unit:
         Event(change.topic, 0, offset, change.key, orjson.loads(orjson.dumps(change.value)))])
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
-        self.sent.append((topic, key, value))
-
-    def poll(self, timeout: float = 0) -> int:
-        return 0
-
-    def flush(self, timeout: float = 0) -> int:
-        return 0
-
-
-def publisher() -> tuple[AuditPublisher, Producer]:
-    audit = AuditPublisher.__new__(AuditPublisher)
-    producer = Producer()
-    audit._producer = producer  # type: ignore[assignment]
-    audit._failure = None
-    audit._heads = {}
-    return audit, producer
-
-
 def apply_batches(batches: list[list[Unit]], *, shortcuts: bool, mapped: bool,
                   monkeypatch: pytest.MonkeyPatch, policy: str = "last_writer_wins") -> tuple[
                       MemoryTarget, list[list[UnitOutcome]], list[tuple[str, bytes, bytes]]]:
@@ -102,7 +78,7 @@ def apply_batches(batches: list[list[Unit]], *, shortcuts: bool, mapped: bool,
         target = MemoryTarget()
         engine = MappingEngine(mapping(policy), target="erp")
         applier = Applier(target, engine.ops_for, consumer="test", target_system="erp", target_priority=1)
-        audit, producer = publisher()
+        audit, producer = recording_publisher()
         results = []
         for units in batches:
             names = ["shop"] * len(units)
@@ -226,7 +202,7 @@ def test_batches_written_by_the_writer_thread_store_progress_that_covers_only_wh
     config = TargetConfig.model_validate({"name": "erp-writer", "kind": "postgresql", "system": "erp",
                                           "apply_from": ["shop"], "connection": {"dsn": {"env": "UNUSED"}},
                                           "batch_max_events": 7})
-    monkeypatch.setattr(apply_runner, "AuditPublisher", lambda *args, **kwargs: publisher()[0])
+    monkeypatch.setattr(apply_runner, "AuditPublisher", lambda *args, **kwargs: recording_publisher()[0])
     runner = ApplyRunner(config, target, engine.ops_for, [SourceTopics("shop", "shop", ["shopdb.order_line"])],
                          "unused:9092", target_priority=1)
 
