@@ -329,6 +329,35 @@ def test_ddl_on_a_captured_table_changes_the_row_shape_and_an_unsupported_column
                 ("c", {"id": 2, "name": "two", "price": "9.99"})]
 
 
+def test_truncate_of_a_captured_table_is_published_as_a_truncate_event(
+    devstack: ConnectionSettings, maria: Source, tmp_path: Path
+) -> None:
+    bootstrap = devstack.kafka_bootstrap
+    maria.sql("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(20))",
+              "CREATE TABLE other (id INT PRIMARY KEY)",
+              "INSERT INTO item VALUES (1, 'one'), (2, 'two')", "INSERT INTO other VALUES (1)")
+    config = maria.config(tmp_path, bootstrap, ["item"])
+    with capture_thread(config, maria.name):
+        read_topics(bootstrap, [maria.topic("item")], until=2, quiet_s=0.5)  # streaming from here
+        maria.sql("TRUNCATE TABLE other",  # not captured: nothing
+                  f"TRUNCATE `{maria.database}`.`item`",
+                  "INSERT INTO item VALUES (3, 'three')",
+                  "TRUNCATE /* comments are logged too */ item")
+        records = read_topics(bootstrap, [maria.topic("item"), maria.tx_topic], until=4 + 6)
+    grouped = by_topic(records)
+    items = grouped[maria.topic("item")]
+    assert [(r.value["op"], r.key) for r in items] == [("r", {"id": 1}), ("r", {"id": 2}), ("t", None),
+                                                       ("c", {"id": 3}), ("t", None)]
+    truncate = items[2].value
+    assert truncate["before"] is None and truncate["after"] is None
+    assert truncate["source"]["table"] == "item" and truncate["source"]["db"] == maria.database
+    # Each TRUNCATE is a transaction of its own, with its BEGIN and END (one event of the table).
+    markers = [r.value for r in grouped[maria.tx_topic]]
+    assert [m["status"] for m in markers] == ["BEGIN", "END"] * 3
+    assert markers[1]["id"] == truncate["source"]["gtid"]
+    assert markers[1]["data_collections"] == [{"data_collection": f"{maria.database}.item", "event_count": 1}]
+
+
 # --- configuration and position errors --------------------------------------------------------------
 
 

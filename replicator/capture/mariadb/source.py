@@ -96,6 +96,19 @@ _IDLE_CHUNKS_S = 0.2
 # the position of the last transaction of a burst was acknowledged only a whole heartbeat interval
 # later. An idle wake-up costs well under a millisecond, twenty a second.
 _MAX_WAKEUP_S = 0.05
+# `TRUNCATE [TABLE] name` or `db.name`, each part plain or `quoted` (a doubled backtick is one backtick).
+_NAME_PART = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_TRUNCATE = re.compile(
+    rf"TRUNCATE\s+(?:TABLE\s+)?(?P<first>{_NAME_PART})(?:\s*\.\s*(?P<second>{_NAME_PART}))?", re.IGNORECASE
+)
+
+_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)  # kept in the logged statement text
+
+
+def _unquoted(part: str) -> str:
+    return part[1:-1].replace("``", "`") if part.startswith("`") else part
+
+
 _ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
 _ACCESS_ERRORS = {1044, 1045, 1142, 1227}
 
@@ -827,7 +840,10 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 if statement in ("COMMIT", "ROLLBACK") or open_tx.standalone:
                     # COMMIT/ROLLBACK close groups of non-transactional engines (whose rows stay
                     # written); a standalone group (DDL) is its one statement. A DDL on a captured
-                    # table needs nothing here: the next table map carries the new shape.
+                    # table needs nothing here (the next table map carries the new shape), except
+                    # TRUNCATE, which removes rows without logging them.
+                    if open_tx.standalone and statement.startswith("TRUNCATE"):
+                        yield from self._truncated(event, open_tx, reader.log_file)
                     yield from self._end(open_tx, reader.log_file, event.packet.log_pos)
                     open_tx = None
                 else:
@@ -972,6 +988,35 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 f"source {self.name}: {table}: cannot encode row {index} of the event at {log_file}:{pos} "
                 f"(transaction {gtid}): {exc}"
             ) from None
+
+    def _truncated(self, event: Any, open_tx: _OpenTx, log_file: str) -> Iterator[StreamItem]:
+        """A `TRUNCATE [TABLE] [db.]name` group: a truncate event when the table is captured (as PostgreSQL's
+        Truncate gives), so consumers learn that every row went. A TRUNCATE naming a captured table in a form
+        not understood stops capture rather than let the rows vanish unnoticed."""
+        query = event.query.decode() if isinstance(event.query, bytes) else str(event.query)
+        schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
+        statement = _COMMENT.sub(" ", query).strip().rstrip(";").strip()
+        found = _TRUNCATE.fullmatch(statement)
+        if found is None:
+            if any(re.search(rf"(?<![\w$]){re.escape(t.table)}(?![\w$])", statement) for t in self._tables):
+                raise FatalError(
+                    f"source {self.name}: cannot tell which table the statement at {log_file}:"
+                    f"{event.packet.log_pos} (transaction {open_tx.tx.id}) truncates: {query[:200]!r}; "
+                    "re-snapshot the captured tables it may name (replicator snapshot)"
+                )
+            return
+        first, second = _unquoted(found.group("first")), found.group("second")
+        table = TableId(first, _unquoted(second)) if second is not None else TableId(schema, first)
+        if table not in self._captured:
+            return
+        open_tx.last_pos = event.packet.log_pos
+        if not open_tx.begun:
+            open_tx.begun = True
+            yield TxBegin(open_tx.tx)
+        if open_tx.own and not self._publish_own:
+            return
+        position = _position(open_tx.tx.id, log_file, event.packet.log_pos, open_tx.server_id, 0)
+        yield RowChange(table, Op.TRUNCATE, {}, None, None, position)
 
     def _warn_statement(self, event: Any, statement: str) -> None:
         """A statement logged inside a transaction (`statement` upper-cased): row changes it made are not
