@@ -34,7 +34,7 @@ from replicator.capture.base import SnapshotChunk, SnapshotDone, StreamItem, TxC
 from replicator.events import Op, Row, RowChange, SourceTransaction, TableId
 
 if TYPE_CHECKING:
-    from replicator.transport.kafka import RequestWatcher
+    from replicator.transport.kafka import OffsetStore, RequestWatcher
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,11 @@ class Resnapshot:
         return self.index >= len(self.tables)
 
 
+# How often a streaming source looks for a new re-snapshot request, in streamed transactions (and at
+# every idle wake-up).
+REQUEST_CHECK_TRANSACTIONS = 1000
+
+
 class ResnapshotRequests(abc.ABC):
     """Serving `replicator snapshot` requests between streamed transactions: the part both sources share.
     A source provides the attributes below and reads the chunks (`_resnapshot_chunk`)."""
@@ -247,6 +252,9 @@ class ResnapshotRequests(abc.ABC):
     _resnap: Resnapshot | None  # the request being served
 
     _stopping: bool
+    _offsets: OffsetStore
+    # Streamed transactions since the last look for a new request (`_after_commit`).
+    _commits_since_check: int = 0
 
     @abc.abstractmethod
     def _resnapshot_table_chunk(self, state: Resnapshot, table: TableId) -> Iterator[StreamItem]:
@@ -265,6 +273,38 @@ class ResnapshotRequests(abc.ABC):
             yield SnapshotDone(state.request)
             return
         yield from self._resnapshot_table_chunk(state, state.tables[state.index])
+
+    def _watch_requests(self) -> None:
+        """At open: watch the request key, then read the newest request. Watching first means a request made
+        in between is seen twice (same id, served once), never missed."""
+        self._watcher = self._offsets.watch_requests()
+        try:
+            request = self._offsets.load_request()
+        except BaseException:
+            self._watcher.close()
+            self._watcher = None
+            raise
+        if request is not None and request["id"] != self._resnapshot_done:
+            self._request = request
+
+    def _serve_request_before_streaming(self) -> Iterator[StreamItem]:
+        """A request found at open is served before streaming starts, all its chunks at once."""
+        if self._request is None:
+            return
+        request, self._request = self._request, None
+        self._start_resnapshot(request)
+        while self._resnap is not None and not self._stopping:
+            yield from self._resnapshot_chunk()
+
+    def _after_commit(self) -> Iterator[StreamItem]:
+        """After each streamed transaction: every REQUEST_CHECK_TRANSACTIONS of them, look for a new request;
+        while one is served, read one chunk (so a re-snapshot interleaves with the stream)."""
+        self._commits_since_check += 1
+        if self._commits_since_check >= REQUEST_CHECK_TRANSACTIONS:
+            self._commits_since_check = 0
+            yield from self._check_requests()
+        if self._resnap is not None:
+            yield from self._resnapshot_chunk()
 
     def _check_requests(self) -> Iterator[StreamItem]:
         """Between transactions: start serving a new re-snapshot request, if one came (and read its first

@@ -86,8 +86,6 @@ _GTID_STANDALONE = 0x01
 SNAPSHOT_SERVER_ID = 0
 # Offsets are saved at most this often while acknowledgements stream in (always on close).
 _SAVE_INTERVAL_S = 0.2
-# While streaming, new re-snapshot requests are looked for when idle and every this many transactions.
-_REQUEST_CHECK_TRANSACTIONS = 1000
 # A re-snapshot reads one chunk per streamed transaction, and chunks for this long when the stream is idle.
 _IDLE_CHUNKS_S = 0.2
 # The blocking read wakes up at least this often (the server's heartbeat, sent only while it has no
@@ -448,16 +446,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
                     wait=True,
                 )
         self._read_state = parse_gtid_state(self._start_state)
-        # Watch first, then read the newest request: one made in between is seen twice, never missed.
-        self._watcher = self._offsets.watch_requests()
-        try:
-            request = self._offsets.load_request()
-        except BaseException:
-            self._watcher.close()
-            self._watcher = None
-            raise
-        if request is not None and request["id"] != self._resnapshot_done:
-            self._request = request
+        self._watch_requests()
 
     def _resume_state(self, stored: dict[str, Any] | None) -> str | None:
         """The stored GTID state to stream from, or None when capture starts over."""
@@ -649,14 +638,9 @@ class MariaDbCaptureSource(ResnapshotRequests):
             # Streaming from the first snapshot's GTID: rows read later already contain the changes logged
             # before the GTID state they were read at.
             self._window = self._replay_window(self._progress, self._captured, self._progress.point)
-        if self._request is not None:
-            # Served before streaming, all chunks at once.
-            request, self._request = self._request, None
-            self._start_resnapshot(request)
-            while self._resnap is not None and not self._stopping:
-                yield from self._resnapshot_chunk()
-            if self._stopping:
-                return
+        yield from self._serve_request_before_streaming()
+        if self._stopping:
+            return
         yield from self._replicate()
 
     def _resnapshot_table_chunk(self, state: Resnapshot, table: TableId) -> Iterator[StreamItem]:
@@ -664,19 +648,12 @@ class MariaDbCaptureSource(ResnapshotRequests):
         known GTID state; then the streamed changes of the rows read so far that are older than their read
         point are dropped."""
         started_ms = int(time.time()) * 1000
-        conn = self._connect()
-        try:
+        with self._snapshot_connection() as conn:
             log_file, log_pos, point = self._open_snapshot(conn)
             position = MariaDbPosition(gtid=point, file=log_file, pos=log_pos, server_id=SNAPSHOT_SERVER_ID)
             yield from state.read(
                 self._snapshot_table(conn, table, started_ms, position, state.progress, state.request), point
             )
-            conn.rollback()
-        except pymysql.err.MySQLError as exc:
-            raise RetriableError(f"source {self.name}: snapshot failed: {exc.args[-1] if exc.args else exc}") from None
-        finally:
-            with contextlib.suppress(pymysql.err.Error):
-                conn.close()
         if self._stopping:
             self._resnap = None  # the read may have stopped short: served again at the next start
             return
@@ -774,7 +751,6 @@ class MariaDbCaptureSource(ResnapshotRequests):
         # The replay window, when one is open: `covered` when the open transaction is inside it.
         window = self._window
         covered = False
-        commits = 0
         while True:
             if open_tx is None and self._stopping:
                 return
@@ -823,14 +799,8 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 if open_tx is not None:
                     yield from self._end(open_tx, reader.log_file, event.packet.log_pos)
                     open_tx = None
-                    commits += 1
-                    if commits >= _REQUEST_CHECK_TRANSACTIONS:
-                        commits = 0
-                        yield from self._check_requests()
-                        window = self._window
-                    if self._resnap is not None:
-                        yield from self._resnapshot_chunk()  # one chunk per streamed transaction
-                        window = self._window
+                    yield from self._after_commit()  # re-snapshot requests and chunks
+                    window = self._window
             elif isinstance(event, QueryEvent):
                 if open_tx is None:
                     continue
@@ -1064,8 +1034,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
         # every change streamed after the snapshot then has an equal or later commit time, so conflict
         # resolution never lets a snapshot read win over a later change (ties fall to the log position).
         started_ms = int(time.time()) * 1000
-        conn = self._connect()
-        try:
+        with self._snapshot_connection() as conn:
             log_file, log_pos, snapshot_state = self._open_snapshot(conn)
             progress.point = snapshot_state
             if request is None and not self._resuming:
@@ -1080,13 +1049,21 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 yield from self._snapshot_table(conn, table, started_ms, position, progress, request)
                 if self._stopping:
                     return
+        yield SnapshotDone(request)
+
+    @contextlib.contextmanager
+    def _snapshot_connection(self) -> Iterator[Connection]:
+        """A connection for one consistent-snapshot read, rolled back and closed after it. A server error is
+        retriable: the read is done again, from the last chunk Kafka confirmed."""
+        conn = self._connect()
+        try:
+            yield conn
             conn.rollback()
         except pymysql.err.MySQLError as exc:
             raise RetriableError(f"source {self.name}: snapshot failed: {exc.args[-1] if exc.args else exc}") from None
         finally:
             with contextlib.suppress(pymysql.err.Error):
                 conn.close()
-        yield SnapshotDone(request)
 
     def _open_snapshot(self, conn: Connection) -> tuple[str, int, str]:
         """Start a consistent-snapshot transaction on `conn`: (binlog file, position, GTID state) of it."""

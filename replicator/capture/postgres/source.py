@@ -45,8 +45,6 @@ from replicator.transport.kafka import OffsetStore, RequestWatcher
 
 log = logging.getLogger(__name__)
 
-# While streaming, new re-snapshot requests are looked for when idle and every this many transactions.
-_REQUEST_CHECK_TRANSACTIONS = 1000
 # A re-snapshot reads one chunk per streamed transaction, and chunks for this long when the stream is idle.
 _IDLE_CHUNKS_S = 0.2
 
@@ -258,16 +256,7 @@ class PostgresCaptureSource(ResnapshotRequests):
         if slot_exists and not snapshot_pending and stored_window is not None:
             # The stream may restart before the point of the last snapshot read: drop what it contains.
             self._window = self._replay_window(*stored_window)
-        # Watch first, then read the newest request: one made in between is seen twice (same id), never missed.
-        self._watcher = self._offsets.watch_requests()
-        try:
-            request = self._offsets.load_request()
-        except BaseException:
-            self._watcher.close()
-            self._watcher = None
-            raise
-        if request is not None and request["id"] != self._resnapshot_done:
-            self._request = request
+        self._watch_requests()
 
     def _replication_connection(self) -> Any:
         info = self._conn_info
@@ -387,14 +376,9 @@ class PostgresCaptureSource(ResnapshotRequests):
             # The slot streams from the first snapshot's point; rows read later already contain the
             # changes committed before the point they were read at.
             self._window = self._replay_window(self._progress, frozenset(self._tables), self._progress.point)
-        if self._request is not None:
-            # Served before streaming, all chunks at once.
-            request, self._request = self._request, None
-            self._start_resnapshot(request)
-            while self._resnap is not None and not self._stopping:
-                yield from self._resnapshot_chunk()
-            if self._stopping:
-                return
+        yield from self._serve_request_before_streaming()
+        if self._stopping:
+            return
         try:
             self._cursor.start_replication(
                 slot_name=self.config.slot_name,
@@ -440,7 +424,6 @@ class PostgresCaptureSource(ResnapshotRequests):
         # The replay window, when one is open: `covered` when the open transaction is inside it.
         window = self._window
         covered = False
-        commits = 0
         while True:
             if tx is None and self._stopping:
                 return
@@ -546,14 +529,8 @@ class PostgresCaptureSource(ResnapshotRequests):
                 yield TxCommit(tx, _position(end_lsn, commit_lsn, xid))
                 tx = None
                 covered = False
-                commits += 1
-                if commits >= _REQUEST_CHECK_TRANSACTIONS:
-                    commits = 0
-                    yield from self._check_requests()
-                    window = self._window
-                if self._resnap is not None:
-                    yield from self._resnapshot_chunk()  # one chunk per streamed transaction
-                    window = self._window
+                yield from self._after_commit()  # re-snapshot requests and chunks
+                window = self._window
                 continue
             message = parse(payload, False)
             if isinstance(message, pg.Relation):
