@@ -339,6 +339,14 @@ def _blank(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _grouped(rows: Iterable[Row], column: int) -> dict[str, list[Row]]:
+    """Rows by the text of one column (NULL and '' alike), in their order."""
+    found: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        found[_blank(row[column])].append(row)
+    return found
+
+
 def _email(value: Any) -> str:
     return _blank(value).strip().lower()
 
@@ -532,12 +540,7 @@ def _line_differences(label: str, sale: str, shop_lines: list[Row], erp_lines: l
     differences: list[str] = []
     if len(shop_lines) != len(erp_lines):
         differences.append(f"{label}: {sale} has {len(erp_lines)} lines, the shop order {len(shop_lines)}")
-    shop_by_ref: dict[str, list[Row]] = defaultdict(list)
-    erp_by_ref: dict[str, list[Row]] = defaultdict(list)
-    for row in shop_lines:
-        shop_by_ref[_blank(row[1])].append(row)
-    for row in erp_lines:
-        erp_by_ref[_blank(row[1])].append(row)
+    shop_by_ref, erp_by_ref = _grouped(shop_lines, 1), _grouped(erp_lines, 1)
     for ref in sorted(set(shop_by_ref) | set(erp_by_ref)):
         shop_rows, erp_rows = shop_by_ref.get(ref, []), erp_by_ref.get(ref, [])
         product = f"product {ref!r}" if ref else "a line without product reference"
@@ -558,9 +561,7 @@ def _line_differences(label: str, sale: str, shop_lines: list[Row], erp_lines: l
 def _status(data: _Data) -> FlowResult:
     flow = FlowResult("status")
     sale_orders = data.sale_orders_by_origin()
-    pickings: dict[str, list[Row]] = defaultdict(list)
-    for row in data.pickings:
-        pickings[_blank(row[1])].append(row)
+    pickings = _grouped(data.pickings, 1)
     history = _lines_by_order(data.history)
     shipped_rank, processing_rank = state_rank(STATE_SHIPPED), state_rank(STATE_PROCESSING)
     assert shipped_rank is not None and processing_rank is not None
@@ -601,9 +602,7 @@ def _status(data: _Data) -> FlowResult:
 
 def _invoices(data: _Data) -> FlowResult:
     flow = FlowResult("invoices")
-    moves: dict[str, list[Row]] = defaultdict(list)
-    for row in data.invoice_moves:
-        moves[_blank(row[1])].append(row)
+    moves = _grouped(data.invoice_moves, 1)
     shop_refs: set[str] = set()
     for id_invoice, id_order, number, total_incl in data.invoices:
         flow.checked += 1
@@ -634,12 +633,8 @@ def _invoices(data: _Data) -> FlowResult:
 
 def _payments(data: _Data) -> FlowResult:
     flow = FlowResult("payments")
-    erp_by_ref: dict[str, list[Row]] = defaultdict(list)
-    for row in data.erp_payments:
-        erp_by_ref[_blank(row[2])].append(row)
-    shop_by_ref: dict[str, list[Row]] = defaultdict(list)
-    for row in data.payments:
-        shop_by_ref[_blank(row[1])].append(row)
+    erp_by_ref = _grouped(data.erp_payments, 2)
+    shop_by_ref = _grouped(data.payments, 1)
     for ref, shop_rows in shop_by_ref.items():
         unmatched = list(erp_by_ref.get(ref, []))
         for id_payment, _, amount in shop_rows:
@@ -667,9 +662,7 @@ def _payments(data: _Data) -> FlowResult:
 
 def _stock(data: _Data) -> FlowResult:
     flow = FlowResult("stock")
-    free: dict[str, list[Row]] = defaultdict(list)
-    for row in data.free:
-        free[_blank(row[1])].append(row)
+    free = _grouped(data.free, 1)
     for id_product, reference, quantity in data.stock:
         found = free.get(_blank(reference), []) if reference else []
         if not found:
@@ -690,9 +683,7 @@ def _stock(data: _Data) -> FlowResult:
 def _in_flight(data: _Data) -> list[str]:
     """Shop orders whose units are still on their way: not cancelled, and not reserved or delivered by the ERP."""
     sale_orders = data.sale_orders_by_origin()
-    moves: dict[str, list[Row]] = defaultdict(list)
-    for row in data.moves:
-        moves[_blank(row[1])].append(row)
+    moves = _grouped(data.moves, 1)
     lines = _lines_by_order(data.order_lines)
     differences: list[str] = []
     for id_order, reference, _, state, _, _ in data.orders:
