@@ -274,6 +274,13 @@ class ResnapshotRequests(abc.ABC):
             return
         yield from self._resnapshot_table_chunk(state, state.tables[state.index])
 
+    def _no_requests_yet(self) -> None:
+        """The request state before `_watch_requests`: no watcher, none pending, none served or done."""
+        self._watcher = None
+        self._request = None
+        self._resnapshot_done = None
+        self._resnap = None
+
     def _watch_requests(self) -> None:
         """At open: watch the request key, then read the newest request. Watching first means a request made
         in between is seen twice (same id, served once), never missed."""

@@ -41,7 +41,7 @@ from replicator.events import (
     SourceTransaction,
     TableId,
 )
-from replicator.transport.kafka import OffsetStore, RequestWatcher
+from replicator.transport.kafka import OffsetStore
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +154,7 @@ class PostgresCaptureSource(ResnapshotRequests):
         # Changes to drop because a snapshot read later contains them (None: nothing to drop).
         self._window: ReplayWindow | None = None
         self._last_window: ReplayWindow | None = None  # the newest one, open or closed: stored with the offsets
-        # Re-snapshot requests: the watcher of new ones, one pending, the id of the last one completed.
-        self._watcher: RequestWatcher | None = None
-        self._request: dict[str, Any] | None = None
-        self._resnapshot_done: str | None = None
-        self._resnap: Resnapshot | None = None  # the request being served
+        self._no_requests_yet()  # re-snapshot requests (ResnapshotRequests)
         self._stopping = False
         self._flush_lsn = 0
         self._feedback_due = False
