@@ -257,7 +257,7 @@ class Applier:
                 outcome.dead_letter = f"UnreadableMessage: {unit.error}"
                 self._dead_letter(unit, source, outcome.dead_letter, "dead", [])
                 continue
-            holder = next((self.held_keys[k] for k in keys if k in self.held_keys), None)
+            holder = next((self.held_keys[k] for k in keys if k in self.held_keys), None) if keys else None
             if holder is not None:
                 outcome.held_behind = holder
                 letter = self._dead_letter(unit, source, f"HeldBehind: dead letter {holder}", "held", keys)
@@ -323,7 +323,7 @@ class Applier:
         except SkippableRecordError as exc:
             return exc
         for op in ops:
-            if _plain_upsert(op):
+            if op.plain or _plain_upsert(op):
                 assert op.version is not None
                 op.new_row_versions = compact_document(op.version, op.fields)
         return ops
@@ -335,6 +335,8 @@ class Applier:
                 event_ops = self.ops_for(event.value)
             except SkippableRecordError as exc:
                 raise SkippableRecordError(f"{event.topic}[{event.partition}]@{event.offset}: {exc}") from exc
+            if number == 0 and len(event_ops) == 1 and event_ops[0].plain and len(unit.events) == 1:
+                return event_ops  # the common unit, one op without aggregates (event number 0): as below
             for op in event_ops:
                 op.event = number
             ops.extend(event_ops)
@@ -354,6 +356,14 @@ class Applier:
     def _run_ops(self, ops: list[TargetOp], store: RowStore, outcome: UnitOutcome) -> None:
         # Bulk look-ups ran first; what they missed may be created by an earlier op (an order's lines look
         # up the order inserted just before them), so an op with a look-up left looks again right before.
+        if len(ops) == 1 and ops[0].when_written is None:  # the common unit: what the loop below does for it
+            op = ops[0]
+            if op.new_row_versions is None and _has_lookups(op):
+                self._resolve_lookups([op], strict=True)
+            decisions = self._apply_op(op, store)
+            if decisions is None or decisions:
+                outcome.op_decisions.append((op, decisions))
+            return
         written: set[tuple[int, str, str]] = set()  # (event, rule, column) whose value changed
         track = any(op.when_written is not None for op in ops)  # only appends with when_written ask
         for op in ops:

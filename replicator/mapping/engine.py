@@ -61,6 +61,9 @@ class _Missing(Exception):
 def wall_clock(value: Any, unit: str = "ms") -> datetime:
     """A DATETIME/timestamp as it travels (epoch ms or µs of the wall-clock time read as UTC), an ISO
     string (with an offset: an instant, aware; without: wall-clock, naive), a date or a datetime."""
+    cls = value.__class__
+    if cls is int:  # how a DATETIME travels: checked first, it is the common case
+        return _EPOCH + (timedelta(milliseconds=value) if unit == "ms" else timedelta(microseconds=value))
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
@@ -100,7 +103,7 @@ def to_decimal(scale: int | None) -> Step:
     exponent = None if scale is None else Decimal(1).scaleb(-scale)
 
     def cast(value: Any) -> Decimal:
-        if isinstance(value, bool):
+        if value.__class__ is not str and isinstance(value, bool):  # text (decimal.handling.mode=string) first
             raise ValueError("a boolean is not a decimal")
         try:
             number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
@@ -426,6 +429,9 @@ class CompiledValue:
     rule: str
     columns: frozenset[str]
     evaluate: Callable[[Row], Any]
+    # A value read from one source column and put through `steps`: (column, steps, required), what
+    # `_column_evaluator` was made from (CompiledRule's insert function reads such values inline). None: other.
+    plain: tuple[str, tuple[Step, ...], bool] | None = None
 
 
 def _evaluator(
@@ -498,8 +504,10 @@ def _compile_value(
     read = _reader(spec, aggregate, spec.cast, context)
     # An aggregate's cast is done by the database (FLOOR for int); the others here.
     steps = () if aggregate else value_steps(spec)
+    plain = None
     if spec.from_ is not None and not aggregate:
         evaluate = _column_evaluator(spec.from_, steps, spec.required, context.rule, source, target)
+        plain = (spec.from_, steps, spec.required)
     else:
         evaluate = _evaluator(read, steps, spec.required, context.rule, source, target)
     return CompiledValue(
@@ -508,6 +516,7 @@ def _compile_value(
         rule=context.rule,
         columns=columns,
         evaluate=evaluate,
+        plain=plain,
     )
 
 
@@ -736,6 +745,7 @@ class CompiledRule:
         plain = all(f.policy is not Policy.DELTA and f.rank_source is None and f.ranks is None for f in self.fields)
         self._plain_fields = tuple((f.name, f.value.evaluate, f.policy, f.owner) for f in self.fields) if plain \
             else None
+        self._insert = self._compile_insert()
 
     def _soft_delete(self, rule: RuleSpec) -> tuple[str, FieldChange] | None:
         if rule.on_delete is None or rule.on_delete.mode != "soft":
@@ -753,8 +763,55 @@ class CompiledRule:
 
     # -- per event --------------------------------------------------------------------------------
 
+    def _compile_insert(self) -> Callable[[Any, Version], TargetOp | None] | None:
+        """For a rule that upserts by plain key columns and whose fields are all source columns (renamed,
+        perhaps converted) under last_writer_wins without owner or rank: a function compiled for it that
+        turns an insert's row into its op with every value read and converted inline (the common event, for
+        which the general path's calls per field cost more than what they do). It returns None for anything
+        unusual (a missing or unavailable column, a null where one is refused, a conversion that fails), and
+        the general path then handles the event, errors included, as it always does."""
+        if (self.is_append or self.entity is not None or self.filter.tests or not self.key
+                or self.mode_kind is not OpKind.UPSERT):
+            return None
+        for f in self.fields:
+            if (f.policy is not Policy.LAST_WRITER_WINS or f.owner is not None or f.ranks is not None
+                    or f.rank_source is not None or f.is_aggregate or f.value.plain is None):
+                return None
+        if any(value.plain is None for _, value in self.key):
+            return None
+        values = [*self.key, *((f.name, f.value) for f in self.fields)]
+        namespace: dict[str, Any] = {
+            "_FC": _field_change, "_LWW": Policy.LAST_WRITER_WINS, "_OP": TargetOp, "_KIND": self.mode_kind,
+            "_TABLE": self.table, "_NAME": self.name, "_PH": UNAVAILABLE_VALUE_PLACEHOLDER, "_str": str,
+        }
+        body = ["def insert(after, version):", " try:"]
+        for i, (_, value) in enumerate(values):
+            assert value.plain is not None
+            column, steps, required = value.plain
+            body.append(f"  x{i} = after[{column!r}]")
+            body.append(f"  if x{i} is not None:")
+            body.append(f"   if x{i}.__class__ is _str and x{i} == _PH: return None")
+            for j, step in enumerate(steps):
+                namespace[f"_s{i}_{j}"] = step
+                body.append(f"   x{i} = _s{i}_{j}(x{i})")
+            if required and steps:
+                body.append(f"   if x{i} is None: return None")
+            if required:
+                body.append("  else: return None")
+        body.append(" except Exception: return None  # the general path says what is wrong")
+        keys = ", ".join(f"{name!r}: x{i}" for i, (name, _) in enumerate(self.key))
+        fields = ", ".join(f"{name!r}: _FC(x{i}, _LWW, None, None)"
+                           for i, (name, _) in enumerate(values) if i >= len(self.key))
+        body.append(f" return _OP(_KIND, _TABLE, {{{keys}}}, {{{fields}}}, None, version, _NAME, plain=True)")
+        exec("\n".join(body), namespace)  # the text above holds only repr()s of names and numbered locals
+        return namespace["insert"]  # type: ignore[no-any-return]
+
     def ops(self, op: str, before: Row | None, after: Row | None, version: Version) -> list[TargetOp]:
         if op in ("c", "r"):
+            if self._insert is not None and after is not None and (op == "c" or not self.is_append):
+                fast = self._insert(after, version)
+                if fast is not None:
+                    return [fast]
             return self._created(self._image(after, op), version, snapshot=op == "r")
         if op == "u":
             return self._updated(before, self._image(after, op), version)
@@ -906,11 +963,28 @@ def position_text(source: Mapping[str, Any], kind: str) -> str:
     gtid, row = source.get("gtid"), int(source.get("row") or 0)
     if not gtid:
         return ""
-    try:
-        domain, server, sequence = str(gtid).split("-")
-        return f"{int(domain):010d}-{int(server):010d}-{int(sequence):020d}:{row:010d}"
-    except ValueError:
-        return f"{gtid}:{row:010d}"  # not a MariaDB GTID: keep it as it is
+    text = str(gtid)
+    # The domain and server of a GTID repeat from event to event: their padded text is worked out once.
+    domain_server, _, sequence = text.rpartition("-")
+    prefix = _GTID_PREFIXES.get(domain_server)
+    if prefix is None:
+        try:
+            domain, server = domain_server.split("-")
+            prefix = f"{int(domain):010d}-{int(server):010d}-"
+        except ValueError:
+            prefix = ""  # not a MariaDB GTID
+        if len(_GTID_PREFIXES) >= 1024:
+            _GTID_PREFIXES.clear()
+        _GTID_PREFIXES[domain_server] = prefix
+    if prefix:
+        try:
+            return f"{prefix}{int(sequence):020d}:{row:010d}"
+        except ValueError:
+            pass
+    return f"{gtid}:{row:010d}"  # not a MariaDB GTID: keep it as it is
+
+
+_GTID_PREFIXES: dict[str, str] = {}  # GTID 'domain-server' -> its padded text + '-', or '' if not numbers
 
 
 class MappingEngine:

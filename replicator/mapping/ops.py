@@ -131,6 +131,9 @@ class TargetOp:
     # its row if the target has none, from last_writer_wins fields only, without look-ups or aggregates: the
     # field versions document such a row gets (`apply.versions.compact_document`). None: not worked out.
     new_row_versions: dict[str, Any] | None = field(default=None, compare=False)
+    # Set by the mapping engine when it knows the op to be such an op (an upsert by plain key values, its fields
+    # last_writer_wins values without rank, look-up or aggregate), so that the applier need not check.
+    plain: bool = field(default=False, compare=False)
 
 
 _SQL_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}

@@ -7,7 +7,7 @@ remain the record of truth; a crash between commit and publish can lose the topi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -24,7 +24,9 @@ class AuditPublisher:
                                    "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
                                    "delivery.report.only.error": True})
         self._failure: str | None = None
-        self._heads: dict[tuple[str, str], bytes] = {}  # (target, table) -> b'{"target":…,"table":…'
+        # The parts of new_row's records that repeat: per (target, table, mapping, source), per column.
+        self._row_starts: dict[tuple[str, str, str, str], tuple[bytes, bytes, bytes]] = {}
+        self._columns: dict[str, bytes] = {}
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None and self._failure is None:
@@ -57,28 +59,34 @@ class AuditPublisher:
         })
 
     def new_row(self, *, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
-                transaction: str | None, version: Any, reason: str, values: Iterable[tuple[str, Any]]) -> None:
-        """The record `decision` writes for a row created from last_writer_wins fields only, each field
-        applied and written (`resolver.new_row_decisions`), the same bytes: written from the (column, value)
-        pairs by joining orjson's text of each part (the record of every new row, so no dict per field)."""
+                transaction: str | None, version: Any, reason: str, fields: Mapping[str, Any]) -> None:
+        """The record `decision` writes for a row created from last_writer_wins fields only (`fields`: column
+        -> its FieldChange), each field applied and written (`resolver.new_row_decisions`), the same bytes:
+        written by joining orjson's text of each part, the parts that repeat from row to row made once (the
+        record of every new row, so no dict per field)."""
         dumps = orjson.dumps
-        head = self._heads.get((target, table))
-        if head is None:
-            head = self._heads[(target, table)] = b'{"target":' + dumps(target) + b',"table":' + dumps(table)
-        key_json = dumps(key, default=str)
+        start = self._row_starts.get((target, table, mapping, source))
+        if start is None:
+            head = b'{"target":' + dumps(target) + b',"table":' + dumps(table)
+            start = self._row_starts[(target, table, mapping, source)] = (
+                head, b'{"decision":"applied",' + head[1:] + b',"key":',
+                b',"mapping":' + dumps(mapping) + b',"source":' + dumps(source) + b',"transaction":')
+        head, record_start, after_key = start
         applied = b',"policy":"last_writer_wins","outcome":"applied","reason":' + dumps(reason) + b',"incoming":'
         written = b',"incoming_version":' + dumps(version) + b',"current":null,"current_version":null,"result":'
-        fields = []
-        for column, value in values:
-            value_json = dumps(value, default=str)
-            fields.append(b'{"column":' + dumps(column) + applied + value_json + written + value_json
-                          + b',"written":true}')
-        record = b"".join([
-            b'{"decision":"applied",', head[1:], b',"key":', key_json, b',"mapping":', dumps(mapping),
-            b',"source":', dumps(source), b',"transaction":', dumps(transaction), b',"fields":[',
-            b",".join(fields), b"]}",
-        ])
-        self._produce(AUDIT_TOPIC, head + b',"key":' + key_json + b"}", record)
+        key_json = dumps(key, default=str)
+        parts = [record_start, key_json, after_key, dumps(transaction), b',"fields":[']
+        columns = self._columns
+        separator = b'{"column":'
+        for column, change in fields.items():
+            value_json = dumps(change.value, default=str)
+            column_json = columns.get(column)
+            if column_json is None:
+                column_json = columns[column] = dumps(column)
+            parts += (separator, column_json, applied, value_json, written, value_json, b',"written":true}')
+            separator = b',{"column":'
+        parts.append(b"]}")
+        self._produce(AUDIT_TOPIC, head + b',"key":' + key_json + b"}", b"".join(parts))
 
     def dead_letter(self, *, target: str, source: str, transaction: str | None, error: str, held_behind: int | None,
                     envelopes: list[dict[str, Any]]) -> None:

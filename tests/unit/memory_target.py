@@ -119,5 +119,6 @@ def recording_publisher() -> tuple[AuditPublisher, RecordingProducer]:
     producer = RecordingProducer()
     audit._producer = producer  # type: ignore[assignment]
     audit._failure = None
-    audit._heads = {}
+    audit._row_starts = {}
+    audit._columns = {}
     return audit, producer

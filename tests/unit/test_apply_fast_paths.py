@@ -149,7 +149,7 @@ def test_audit_record_of_a_new_row_is_the_decision_record_of_its_decisions() -> 
                            transaction=transaction, decisions=new_row_decisions(op))
         publisher.new_row(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
                           transaction=transaction, version=version, reason=new_row_reason(version),
-                          values=[(c, ch.value) for c, ch in op.fields.items()])
+                          fields=op.fields)
         general, fast = producer.sent[-2:]
         assert fast == general
 
