@@ -35,7 +35,7 @@ from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, tra
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (100_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
+GC_THRESHOLDS = (1_000_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
 SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while the runner applies (see run)
 
 

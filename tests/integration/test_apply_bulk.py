@@ -96,7 +96,11 @@ def test_many_rows_per_insert_write_what_one_row_per_insert_writes(target: Targe
         target.dialect.execute(DDL[target.kind].format(name=target.table(name)))
     if target.kind == "postgresql":
         monkeypatch.setattr(PostgresDialect, "INSERT_ROWS", 7)  # several full statements and a shorter last one
+    monkeypatch.setattr(MariaDbDialect, "INSERT_CHARS", 400)  # MariaDB: several statements too
     rows = sample_rows(45)
+    # Text a literal must escape, decimals with exponents, a whole-second time: written as PyMySQL writes them.
+    rows[1] = (rows[1][0], 2, "it's 100% \\ \"q\" 😀", Decimal("1E+1"), datetime(2026, 1, 2, 3, 4, 5))
+    rows[2] = (rows[2][0], 3, "\n\r\x1a\t", Decimal("0.0001E+2"), datetime(1000, 1, 2, 3, 4, 5, 6))
     target.dialect.begin()
     target.dialect.insert_many(target.table("bulk"), COLUMNS, rows)
     for row in rows:

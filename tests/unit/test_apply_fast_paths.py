@@ -191,3 +191,30 @@ def test_entries_of_several_versions_or_with_a_rank_keep_the_general_form() -> N
     assert versions.document(mixed) is mixed
     assert versions.document(ranked) is ranked
     assert versions.document({}) == {}
+
+
+# --- MariaDB literals ---------------------------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=500)
+@given(value=st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+    st.decimals(), st.datetimes(), st.datetimes(timezones=st.just(UTC)), st.dates(), st.times(),
+    st.timedeltas(), st.binary(max_size=8),
+))
+def test_mariadb_literals_are_pymysqls(value: Any) -> None:
+    """sql_literal writes what PyMySQL's encoders write (text goes to the connection's escape, not here)."""
+    import pymysql.converters
+
+    from replicator.apply.dialect.mariadb import sql_literal
+
+    def escape(other: Any) -> str:
+        return str(pymysql.converters.escape_item(other, "utf8mb4"))
+
+    try:
+        expected = escape(value)
+    except pymysql.err.ProgrammingError as exc:  # a decimal NaN or infinity: refused the same way
+        with pytest.raises(pymysql.err.ProgrammingError, match=str(exc)):
+            sql_literal(value, escape)
+        return
+    assert sql_literal(value, escape) == expected

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -35,6 +37,24 @@ REPLICATOR_TABLES = [
         envelopes LONGTEXT NOT NULL, created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
         resolved_at DATETIME(6), KEY replicator_dead_letter_open (consumer, status)) ENGINE=InnoDB""",
 ]
+
+
+def sql_literal(value: Any, escape: Callable[[Any], str]) -> str:
+    """The SQL literal PyMySQL writes for `value` (`escape`: the connection's, which handles everything else,
+    text included, as the server's sql_mode wants it): integers, null, finite decimals and naive datetimes
+    here without its encoder look-up, in the very form its encoders give."""
+    cls = value.__class__
+    if cls is int:
+        return str(value)  # escape_int (a bool is not of class int: escape_bool writes 1/0)
+    if value is None:
+        return "NULL"
+    if cls is Decimal and value.is_finite():
+        return format(value, "f")  # Decimal2Literal
+    if cls is datetime and value.tzinfo is None:
+        # escape_datetime: YYYY-MM-DD HH:MM:SS, then .ffffff when there are microseconds, which isoformat writes too.
+        moment: datetime = value
+        return "'" + moment.isoformat(" ") + "'"
+    return escape(value)
 
 
 class MariaDbDialect(TargetDialect):
@@ -118,6 +138,33 @@ class MariaDbDialect(TargetDialect):
         sql = (f"INSERT INTO {self.table_ref(table)} ({cols}) VALUES ({', '.join(['%s'] * len(all_columns))}) "
                f"ON DUPLICATE KEY UPDATE {updates}")
         self.execute_many(sql, rows)
+
+    INSERT_CHARS = 250_000  # characters of values per multi-row INSERT: at most 1 MB of utf8mb4, as PyMySQL's
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """The multi-row INSERT that PyMySQL's executemany sends, each value written as the very literal PyMySQL
+        writes (`sql_literal`), with the common types (int, None, Decimal, naive datetime) written directly
+        instead of through its encoder dispatch, which was a third of the writer's time."""
+        if len(rows) < 2:
+            super().insert_many(table, columns, rows)
+            return
+        conn = self._require()
+        escape = conn.escape
+        prefix = f"INSERT INTO {self.table_ref(table)} ({', '.join(self.quote(c) for c in columns)}) VALUES "
+        width = len(columns)
+        with _classified(), conn.cursor() as cur:
+            values: list[str] = []
+            size = 0
+            for row in rows:
+                if len(row) != width:
+                    raise ValueError(f"{table}: a row of {len(row)} values for {width} columns")
+                text = "(" + ",".join([sql_literal(value, escape) for value in row]) + ")"
+                if values and size + len(text) > self.INSERT_CHARS:
+                    cur.execute(prefix + ",".join(values))  # no parameters: sent as it is
+                    values, size = [], 0
+                values.append(text)
+                size += len(text) + 1
+            cur.execute(prefix + ",".join(values))
 
     STATEMENTS_PER_TRIP = 500  # UPDATE / DELETE statements sent together by update_many and delete_many
 
