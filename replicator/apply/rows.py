@@ -65,6 +65,7 @@ class RowStore:
         self._rows: dict[tuple[str, Key], CachedRow] = {}
         self._statements: list[Statement] = []
         self._versions_dirty: dict[tuple[str, Key], None] = {}
+        self._key_texts: dict[tuple[str, Key], str] = {}  # row_key_text of the rows `load` read, for `flush`
 
     def load(self, table: str, key_columns: Sequence[str], keys: Iterable[Key], columns: Sequence[str]) -> None:
         """Read the rows with these keys that are not cached yet."""
@@ -74,10 +75,12 @@ class RowStore:
         found = self.dialect.fetch_rows(table, key_columns, missing, columns)
         texts = [row_key_text(k) for k in missing]
         versions = self.dialect.row_versions(table, texts)
+        rows, key_texts = self._rows, self._key_texts
         for key, text in zip(missing, texts, strict=True):
             row = found.get(key)
             xact = row.pop("__xact_ts_ms", None) if row is not None else None
-            self._rows[(table, key)] = CachedRow(row, versions.get(text, {}), xact)
+            rows[(table, key)] = CachedRow(row, versions.get(text, {}), xact)
+            key_texts[(table, key)] = text
 
     def get(self, table: str, key: Key) -> CachedRow:
         return self._rows[(table, key)]
@@ -92,6 +95,7 @@ class RowStore:
     def forget(self, table: str, key: Key) -> None:
         """Drop a cached row, so that the next `load` reads it again (after it was locked)."""
         self._rows.pop((table, key), None)
+        self._key_texts.pop((table, key), None)
 
     def remember(self, table: str, key: Key, row: CachedRow) -> None:
         self._rows[(table, key)] = row
@@ -129,8 +133,11 @@ class RowStore:
                 dialect.delete_many(statement.table, statement.key_columns, [tuple(r) for r in statement.rows])
         self._statements.clear()
         by_table: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        for table, key in self._versions_dirty:
-            by_table.setdefault(table, []).append((row_key_text(key), self._rows[(table, key)].versions_document()))
+        rows, key_texts = self._rows, self._key_texts
+        for entry in self._versions_dirty:
+            text = key_texts.get(entry)
+            by_table.setdefault(entry[0], []).append((row_key_text(entry[1]) if text is None else text,
+                                                      rows[entry].versions_document()))
         for table, items in by_table.items():
             dialect.store_row_versions(table, items)
         self._versions_dirty.clear()
@@ -140,3 +147,4 @@ class RowStore:
         self._statements.clear()
         self._versions_dirty.clear()
         self._rows.clear()
+        self._key_texts.clear()
