@@ -112,6 +112,17 @@ class RowStore:
     def insert(self, table: str, values: dict[str, Any]) -> None:
         self._add("insert", table, (), tuple(values), list(values.values()))
 
+    def insert_new(self, table: str, key: Key, values: dict[str, Any], versions: dict[str, Any]) -> None:
+        """Plan the insert of a row the target does not hold, with its compact versions document: `insert`,
+        `remember` and `versions_changed` in one call (the one write of most source transactions)."""
+        self._add("insert", table, (), tuple(values), list(values.values()))
+        cached = self._rows.get((table, key))
+        if cached is not None and cached.values is None:  # what `load` found: no row; now it is this one
+            cached.values, cached.versions, cached.xact_ts_ms, cached.compact = values, {}, None, versions
+        else:
+            self._rows[(table, key)] = CachedRow(values, {}, None, versions)
+        self._versions_dirty[(table, key)] = None
+
     def update(self, table: str, key_columns: Sequence[str], key: Key, values: dict[str, Any]) -> None:
         self._add("update", table, tuple(key_columns), tuple(values), [*values.values(), *key])
 
