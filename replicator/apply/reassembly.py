@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from replicator.errors import SkippableRecordError
@@ -77,11 +77,6 @@ class Unit:
 
 
 @dataclass(slots=True)
-class _Pending:
-    events: dict[int, Event] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class _End:
     transaction_id: str
     position: SourcePosition
@@ -96,7 +91,7 @@ class TransactionAssembler:
         self.transaction_topic = transaction_topic
         # domain -> highest applied sequence: transactions at or below it are repeats.
         self.applied: dict[int, int] = dict(applied or {})
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, dict[int, Event]] = {}  # transaction id -> its events by total order
         self._ends: deque[_End] = deque()
         self._queued: set[str] = set()
         self._snapshots: deque[Unit] = deque()
@@ -149,10 +144,9 @@ class TransactionAssembler:
         position = position_of(transaction_id)
         if position.sequence <= self.applied.get(position.domain, -1):
             return
-        pending = self._pending.get(transaction_id)
-        if pending is None:
-            pending = self._pending[transaction_id] = _Pending()
-        events = pending.events
+        events = self._pending.get(transaction_id)
+        if events is None:
+            events = self._pending[transaction_id] = {}
         if order not in events:
             events[order] = event
             waiting = self._unapplied.get(tp)
@@ -186,17 +180,17 @@ class TransactionAssembler:
         while self._ends:
             end = self._ends[0]
             pending = self._pending.get(end.transaction_id)
-            have = len(pending.events) if pending else 0
+            have = len(pending) if pending else 0
             if have < end.event_count:
                 break
             self._ends.popleft()
             self._queued.discard(end.transaction_id)
             if pending is None:
                 events = []
-            elif len(pending.events) == 1:
-                events = list(pending.events.values())
+            elif len(pending) == 1:
+                events = list(pending.values())
             else:
-                events = [pending.events[k] for k in sorted(pending.events)]
+                events = [pending[k] for k in sorted(pending)]
             self._pending.pop(end.transaction_id, None)
             units.append(Unit(end.transaction_id, end.position, events, end.offset))
         return units

@@ -1043,6 +1043,8 @@ class MappingEngine:
                 f"{source['name']}.{namespace}.{source.get('table')}: a truncate is not replicated "
                 f"(rules {', '.join(r.name for r in rules)}); empty the target table by hand if that is meant"
             )
+        if len(rules) == 1:
+            return rules[0].ops(str(op), before, after, version)  # a list of its own: the caller may keep it
         result: list[TargetOp] = []
         for rule in rules:
             result.extend(rule.ops(str(op), before, after, version))
