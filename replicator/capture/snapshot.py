@@ -303,6 +303,15 @@ class ResnapshotRequests(abc.ABC):
         while self._resnap is not None and not self._stopping:
             yield from self._resnapshot_chunk()
 
+    def _after_commit_due(self) -> bool:
+        """Whether `_after_commit` has something to do after this commit (a request check is due, or a
+        re-snapshot is being served); when it has not, the commit is counted here, so that a source's loop
+        can skip the generator, once per transaction, as `_after_commit` would have counted it."""
+        if self._resnap is not None or self._commits_since_check + 1 >= REQUEST_CHECK_TRANSACTIONS:
+            return True
+        self._commits_since_check += 1
+        return False
+
     def _after_commit(self) -> Iterator[StreamItem]:
         """After each streamed transaction: every REQUEST_CHECK_TRANSACTIONS of them, look for a new request;
         while one is served, read one chunk (so a re-snapshot interleaves with the stream)."""

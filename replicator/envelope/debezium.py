@@ -430,6 +430,7 @@ class EnvelopeEncoder:
     __slots__ = (
         "_begin",
         "_collections",
+        "_commit",
         "_commit_clock",
         "_end",
         "_event_fields",
@@ -479,6 +480,7 @@ class EnvelopeEncoder:
         self._collections: dict[TableId, bytes] = {}
         self._last_collection: tuple[TableId | None, bytes] = (None, b"")
         self._commit_clock = _Clock()
+        self._commit = (b"", b"", b"")  # the transaction's commit time, rendered by _commit_clock
         self._now_clock = _Clock()
         self._tx = SourceTransaction(id="", commit_ts_ms=0, position=self._probe_position(0))
         self._tx_id = b'""'
@@ -523,6 +525,8 @@ class EnvelopeEncoder:
         """Begin the messages of `tx`; arguments as for `change_value`."""
         self._tx = tx
         self._tx_id = orjson.dumps(tx.id)
+        # Rendered once here for the markers and the events (a method call each time otherwise).
+        self._commit = self._commit_clock.render(tx.commit_ts_ms)
         self._tx_ms = ts_ms
         self._tx_last_commit_lsn = last_commit_lsn
         self._tx_raw = ()  # rendered with the first change
@@ -535,7 +539,14 @@ class EnvelopeEncoder:
         return self._key % (self._tx_id,)
 
     def begin(self) -> bytes:
-        return self._begin % (self._tx_id, self._commit_clock.render(self._tx.commit_ts_ms)[0])
+        return self._begin % (self._tx_id, self._commit[0])
+
+    def end_single(self, table: TableId, count: int) -> bytes:
+        """`end([(table, count)])`: the END marker of a transaction of one table (most are)."""
+        return self._end % (
+            self._tx_id, count, b"[%b]" % (self._collection_entry(table) % count,),
+            self._commit[0],
+        )
 
     def end(self, event_counts: Iterable[tuple[TableId, int]]) -> bytes:
         """The END marker, with each table's event count in the order given (first seen)."""
@@ -545,7 +556,7 @@ class EnvelopeEncoder:
             entries.append(self._collection_entry(table) % count)
             total += count
         collections = b"[" + (entries[0] if len(entries) == 1 else b",".join(entries)) + b"]"
-        return self._end % (self._tx_id, total, collections, self._commit_clock.render(self._tx.commit_ts_ms)[0])
+        return self._end % (self._tx_id, total, collections, self._commit[0])
 
     def _collection_entry(self, table: TableId) -> bytes:
         """The `data_collections` entry of `table`, with a "%d" for its count. The last one is found by
@@ -563,7 +574,7 @@ class EnvelopeEncoder:
     def _render_tx_raw(self) -> tuple[bytes, ...]:
         """The transaction's fields, in `_tx_fields` order."""
         tx = self._tx
-        commit_ms, commit_us, commit_ns = self._commit_clock.render(tx.commit_ts_ms)
+        commit_ms, commit_us, commit_ns = self._commit
         now_ms, now_us, now_ns = self._now_clock.render(self._tx_ms)
         origin = _NULL if tx.origin is None else orjson.dumps(tx.origin)
         raw: tuple[bytes, ...]
@@ -665,7 +676,10 @@ class EnvelopeEncoder:
         create/update/delete outside a snapshot), for the second (which makes the stage-2 template),
         and for the shapes without a fast path (snapshot reads, truncates)."""
         table, op, snapshot = change.table, change.op, self._tx.snapshot
-        stage1, n_tx_fields, one_stage = self._stage1_template(table, op, snapshot)
+        last_table, last_op, last_snapshot, found = self._last1
+        if last_table is not table or last_op is not op or last_snapshot is not snapshot:
+            found = self._stage1_template(table, op, snapshot)
+        stage1, n_tx_fields, one_stage = found
         position: Any = change.position
         for shape in self._shapes:
             if shape[0] is table and shape[1] is op:
@@ -699,8 +713,9 @@ class EnvelopeEncoder:
         before, after = orjson.dumps(change.before), orjson.dumps(change.after)
         if self._postgres:
             xid = position.tx_id
-            if xid != self._xid:
-                self._set_xid(xid)
+            if xid != self._xid:  # `_set_xid`, inline: with one-row transactions, once per event
+                self._xid = xid
+                self._xid_json = _NULL if xid is None else b"%d" % xid
             lsn = position.lsn
             commit_ms, seq_first, commit_us, commit_ns, origin, now_ms, now_us, now_ns, tx_id = (
                 self._tx_raw or self._render_tx_raw()
@@ -759,6 +774,10 @@ class EnvelopeEncoder:
             _, end = transaction_end(tx, info, order.per_table)
             if (self.key(), self.begin(), self.end(order.per_table.items())) != (dumps(key), dumps(begin), dumps(end)):
                 raise RuntimeError("EnvelopeEncoder renders transaction markers unlike transaction_begin/_end")
+            for table in tables:
+                _, end = transaction_end(tx, info, [(table, 3)])
+                if self.end_single(table, 3) != dumps(end):
+                    raise RuntimeError("EnvelopeEncoder.end_single renders END markers unlike transaction_end")
         self._stage1.clear()
         self._last1 = (None, None, None, (b"", 0, None))
         self._collections.clear()

@@ -137,6 +137,10 @@ class CaptureRunner:
         entry: InFlight[Position | SnapshotDone | SnapshotChunk] | None = None
         callback: Any = None
         total = 0  # events of the current transaction so far
+        # Messages produced for the current transaction so far: counted here and handed to its entry
+        # when it is sealed (AckTracker looks at `sent` only once an entry is sealed), which spares an
+        # attribute update per message.
+        sent = 0
         in_tx: list[_TableState] = []  # the current transaction's tables, in first-seen order
         table: TableId | None = None
         state = _TableState(TableId("", ""), "")
@@ -163,9 +167,9 @@ class CaptureRunner:
                 produce(state.topic, key, encode(item, total, state.count), callback)
                 if tombstones and op is delete:
                     produce(state.topic, key, None, callback)
-                    entry.sent += 2
+                    sent += 2
                 else:
-                    entry.sent += 1
+                    sent += 1
                 stats.events += 1
                 since_poll += 1
                 if since_poll >= _POLL_EVENTS:
@@ -177,7 +181,7 @@ class CaptureRunner:
                 skip = tx.origin is not None and not publish_own_writes
                 entry = open_tx(tx.position)
                 callback = entry.delivered
-                total = 0
+                total = sent = 0
                 in_tx.clear()
                 if skip:
                     stats.skipped_own_transactions += 1
@@ -186,13 +190,19 @@ class CaptureRunner:
                 if not tx.snapshot:
                     tx_key = encoder.key()
                     produce(tx_topic, tx_key, encoder.begin(), callback)
-                    entry.sent += 1
+                    sent = 1
                 continue
             if isinstance(item, TxCommit):
                 assert tx is not None and entry is not None
                 if not skip and not tx.snapshot:
-                    produce(tx_topic, tx_key, encoder.end([(s.table, s.count) for s in in_tx]), callback)
-                    entry.sent += 1
+                    if len(in_tx) == 1:  # most transactions: no list of counts to build
+                        only = in_tx[0]
+                        end = encoder.end_single(only.table, only.count)
+                    else:
+                        end = encoder.end([(s.table, s.count) for s in in_tx])
+                    produce(tx_topic, tx_key, end, callback)
+                    sent += 1
+                entry.sent = sent
                 seal(entry, item.position)
                 if isinstance(item.position, PostgresPosition) and not tx.snapshot:
                     last_commit_lsn = item.position.commit_lsn

@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from replicator.capture.base import Heartbeat, StreamItem, TxBegin, TxCommit
 from replicator.config import TopicSettings
+from replicator.envelope.debezium import transaction_end
 from replicator.events import Connector, Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.pipeline.capture_runner import _CONFIRM_WAIT_S, CaptureRunner
 
@@ -90,3 +93,68 @@ def test_an_idle_source_is_asked_to_look_again_soon_while_confirmations_are_outs
     assert source.acknowledged == [PostgresPosition(120, 100, 7)]
     assert stats.acknowledged == PostgresPosition(120, 100, 7)
     assert [topic for topic, _, _ in producer.sent] == ["src.transaction", "src.public.t", "src.transaction"]
+
+
+# --- a transaction's message count and END marker (the runner counts messages itself and seals the
+# count with the transaction; one table's END marker has its own rendering) -------------------------
+
+OTHER = TableId("public", "u")
+
+
+class StepSource(ScriptedSource):
+    """Two transactions: the first touches two tables and deletes a row (a tombstone follows), the
+    second one table. Heartbeats let the test confirm messages one at a time in between."""
+
+    def __init__(self, producer: HeldProducer, steps: Iterator[None]) -> None:
+        super().__init__(producer)
+        self.steps = steps
+
+    def stream(self) -> Iterator[StreamItem]:
+        first = SourceTransaction("7:100", 1_700_000_000_000, PostgresPosition(100, 100, 7))
+        yield TxBegin(first)
+        yield RowChange(TABLE, Op.CREATE, {"id": 1}, None, {"id": 1}, PostgresPosition(90, 100, 7))
+        yield RowChange(OTHER, Op.DELETE, {"id": 2}, {"id": 2}, None, PostgresPosition(95, 100, 7))
+        yield RowChange(TABLE, Op.UPDATE, {"id": 1}, {"id": 1}, {"id": 1}, PostgresPosition(97, 100, 7))
+        yield TxCommit(first, PostgresPosition(120, 100, 7))
+        second = SourceTransaction("8:200", 1_700_000_000_001, PostgresPosition(200, 200, 8))
+        yield TxBegin(second)
+        yield RowChange(TABLE, Op.CREATE, {"id": 3}, None, {"id": 3}, PostgresPosition(190, 200, 8))
+        yield TxCommit(second, PostgresPosition(220, 200, 8))
+        for _ in self.steps:
+            yield self._heartbeat()
+
+
+def test_a_position_is_acknowledged_once_every_message_up_to_it_is_confirmed() -> None:
+    producer = HeldProducer()
+    acknowledged_after: list[list[Position]] = []
+
+    def steps() -> Iterator[None]:
+        # BEGIN, 3 changes, a tombstone and END: 6 messages for the first transaction, 3 for the second.
+        assert len(producer.sent) == 9
+        held = producer._held
+        for n in range(len(held)):
+            producer._ready.append(held[n])
+            yield
+            acknowledged_after.append(list(source.acknowledged))
+        producer._held = []
+
+    source = StepSource(producer, steps())
+    CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    first, second = PostgresPosition(120, 100, 7), PostgresPosition(220, 200, 8)
+    assert acknowledged_after == [[]] * 5 + [[first]] * 3 + [[first, second]]
+    assert [value for _, _, value in producer.sent].count(None) == 1  # the tombstone
+
+
+def test_end_markers_count_each_table_as_transaction_end_does() -> None:
+    producer = HeldProducer()
+    source = StepSource(producer, iter(()))
+    runner = CaptureRunner(source, producer, topic_settings=TopicSettings())  # type: ignore[arg-type]
+    runner.run()
+    ends = [orjson.loads(value) for topic, _, value in producer.sent if topic == "src.transaction" and value
+            and b'"END"' in value]
+    first = SourceTransaction("7:100", 1_700_000_000_000, PostgresPosition(100, 100, 7))
+    second = SourceTransaction("8:200", 1_700_000_000_001, PostgresPosition(200, 200, 8))
+    assert ends == [
+        transaction_end(first, runner.info, [(TABLE, 2), (OTHER, 1)])[1],
+        transaction_end(second, runner.info, [(TABLE, 1)])[1],
+    ]

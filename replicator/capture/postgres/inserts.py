@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from replicator.capture.postgres.types import Decoder
+from replicator.capture.postgres.types import Decoder, zoned_timestamp_utc_layout
 from replicator.events import Row
 
 InsertDecoder = Callable[[bytes], "tuple[Row, Row] | None"]
@@ -46,13 +46,28 @@ def _converter(index: int, decoder: Decoder) -> str:
     return f"d{index}(payload[start:pos].decode())"
 
 
+def _text_code(index: int, decoder: Decoder) -> str:
+    """The statements setting v{index} from the text bytes `payload[start:pos]`."""
+    layout = zoned_timestamp_utc_layout(decoder)
+    if layout is None:
+        return f"v{index} = {_converter(index, decoder)}"
+    # timestamptz: the decoder's common case (types.zoned_timestamp_utc_layout), the very expression it
+    # evaluates, without the call; any other text goes to the decoder.
+    length, cut = layout
+    return f"""text = payload[start:pos].decode()
+            if len(text) == {length} and text[4] == "-" and text[-3:] == "+00":
+                v{index} = f"{{text[:10]}}T{{text[11:{cut}]}}Z"
+            else:
+                v{index} = d{index}(text)"""
+
+
 def _column_code(index: int, decoder: Decoder) -> str:
     return f"""
         kind = payload[pos]
         if kind == {_TEXT}:
             start = pos + 5
             pos = start + unpack_length(payload, pos + 1)[0]
-            v{index} = {_converter(index, decoder)}
+            {_text_code(index, decoder)}
         elif kind == {_NULL}:
             v{index} = None
             pos += 1

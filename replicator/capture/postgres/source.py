@@ -26,10 +26,11 @@ from psycopg import sql
 from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
 from replicator.capture.postgres import pgoutput as pg
 from replicator.capture.postgres.inserts import InsertDecoder, compile_insert_decoder
+from replicator.capture.postgres.pgoutput import PG_EPOCH_UNIX_MS
 from replicator.capture.postgres.types import Decoder, UnsupportedColumnType, make_decoder, make_relation_decoders
 from replicator.capture.snapshot import ReplayWindow, Resnapshot, ResnapshotRequests, SnapshotProgress, integer_key
 from replicator.config import PostgresSourceConfig, ResolvedConnection
-from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER, postgres_transaction_id
+from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER
 from replicator.errors import ConfigError, FatalError, RetriableError
 from replicator.events import (
     Connector,
@@ -139,6 +140,9 @@ class PostgresCaptureSource(ResnapshotRequests):
         self._offsets = offsets
         self._tables: list[TableId] = [TableId(*t.split(".", 1)) for t in config.tables]
         self._relations: dict[int, _Table] = {}
+        # The same relations keyed by the 4 bytes of their OID as an Insert payload carries them (bytes 1-4):
+        # a slice and a dict lookup, where decoding the OID first costs twice as much (once per row).
+        self._relations_by_oid_bytes: dict[bytes, _Table] = {}
         self._primary_keys: dict[TableId, tuple[str, ...]] = {}
         self._catalog = _Catalog(frozenset(), {}, {})
         self._repl: Any = None
@@ -409,7 +413,10 @@ class PostgresCaptureSource(ResnapshotRequests):
         read_message = cursor.read_message
         parse = pg.parse_message
         relations = self._relations
+        by_oid_bytes = self._relations_by_oid_bytes
         create = Op.CREATE
+        new = _new_object
+        set_lsn, set_commit_lsn, set_tx_id = _set_lsn, _set_commit_lsn, _set_tx_id
         tx: SourceTransaction | None = None
         # The open transaction's position fields, for its events' positions.
         tx_lsn = commit_lsn = 0
@@ -471,9 +478,12 @@ class PostgresCaptureSource(ResnapshotRequests):
                     tx_lsn, commit_ts_us, begin_xid = begin.final_lsn, begin.commit_ts_pg_us, begin.xid
                 commit_lsn = tx_lsn
                 xid = begin_xid
+                # Inlined, as in the Insert branch below (one transaction per row is common): the id is
+                # postgres_transaction_id's and the time pgoutput.pg_timestamp_to_unix_ms's (both
+                # checked against them in tests/unit/test_pg_capture_fast_paths.py).
                 tx = SourceTransaction(
-                    postgres_transaction_id(begin_xid, commit_lsn),
-                    pg.pg_timestamp_to_unix_ms(commit_ts_us),
+                    f"{begin_xid}:{commit_lsn}",
+                    commit_ts_us // 1000 + PG_EPOCH_UNIX_MS,
                     _position(tx_lsn, commit_lsn, begin_xid),
                 )
                 begun = False
@@ -497,7 +507,7 @@ class PostgresCaptureSource(ResnapshotRequests):
                 begun = True
                 yield TxBegin(tx)
             if kind == 0x49:  # I: most of any stream, so handled here rather than in _changes
-                known = relations.get(int.from_bytes(payload[1:5], "big"))
+                known = by_oid_bytes.get(payload[1:5])
                 decoded = None if known is None else known.decode_insert(payload)
                 if decoded is not None and known is not None:
                     rel = known
@@ -508,9 +518,19 @@ class PostgresCaptureSource(ResnapshotRequests):
                     rel = relations.get(insert.relation_oid) or self._relation(insert.relation_oid)
                     after = self._full_row(rel, insert.new)
                     key = {rel.key_names[0]: after[rel.key_names[0]]} if rel.single_key else rel.key_of(after)
-                change = RowChange(
-                    rel.table, create, key, None, after, _position(msg.data_start or tx_lsn, commit_lsn, xid)
-                )
+                # The position and the change filled slot by slot, as `_position` does: a dataclass
+                # __init__ call costs twice as much, and this runs once per row.
+                row_position: PostgresPosition = new(PostgresPosition)
+                set_lsn(row_position, msg.data_start or tx_lsn)
+                set_commit_lsn(row_position, commit_lsn)
+                set_tx_id(row_position, xid)
+                change: RowChange = new(RowChange)
+                change.table = rel.table
+                change.op = create
+                change.key = key
+                change.before = None
+                change.after = after
+                change.position = row_position
                 if covered and window is not None and window.drops(change):
                     continue
                 yield change
@@ -525,8 +545,9 @@ class PostgresCaptureSource(ResnapshotRequests):
                 yield TxCommit(tx, _position(end_lsn, commit_lsn, xid))
                 tx = None
                 covered = False
-                yield from self._after_commit()  # re-snapshot requests and chunks
-                window = self._window
+                if self._after_commit_due():  # re-snapshot requests and chunks
+                    yield from self._after_commit()
+                    window = self._window
                 continue
             message = parse(payload, False)
             if isinstance(message, pg.Relation):
@@ -564,7 +585,9 @@ class PostgresCaptureSource(ResnapshotRequests):
         if not primary_key or missing:
             raise FatalError(f"source {self.name}: table {table} has no primary key (or lost columns {missing})")
         keys = tuple(names.index(c) for c in primary_key)
-        self._relations[message.relation_oid] = _Table(table, tuple(names), decoders, keys, tuple(primary_key))
+        rel = _Table(table, tuple(names), decoders, keys, tuple(primary_key))
+        self._relations[message.relation_oid] = rel
+        self._relations_by_oid_bytes[message.relation_oid.to_bytes(4, "big")] = rel
 
     def _load_primary_key(self, table: TableId) -> tuple[str, ...]:
         with self._connect() as conn:

@@ -215,7 +215,28 @@ def _zoned_timestamp_from_us(us: int, precision: int) -> str:
     return text + "Z"
 
 
+# The decoder made for each precision (one per precision, so that `zoned_timestamp_utc_layout` can
+# recognise it), and its (utc_length, cut) as used in its first branch.
+_ZONED_DECODERS: dict[int, Decoder] = {}
+_ZONED_LAYOUTS: dict[Decoder, tuple[int, int]] = {}
+
+
+def zoned_timestamp_utc_layout(decoder: Decoder) -> tuple[int, int] | None:
+    """For a timestamptz decoder, (length, cut) of its common case: a text of `length` characters with
+    '-' at index 4 and ending in '+00' decodes to `text[:10] + "T" + text[11:cut] + "Z"`. The insert
+    decoder (inserts.py) writes that case inline, calling the decoder for every other text. None for
+    any other decoder."""
+    return _ZONED_LAYOUTS.get(decoder)
+
+
 def _make_zoned_timestamp_decoder(precision: int) -> Decoder:
+    found = _ZONED_DECODERS.get(precision)
+    if found is None:
+        found = _ZONED_DECODERS[precision] = _new_zoned_timestamp_decoder(precision)
+    return found
+
+
+def _new_zoned_timestamp_decoder(precision: int) -> Decoder:
     # Debezium prints exactly `precision` fraction digits; PostgreSQL already rounded the value to it.
     cut = 19 if precision == 0 else 20 + precision
     padding = "." + "0" * precision if precision else ""
@@ -245,6 +266,7 @@ def _make_zoned_timestamp_decoder(precision: int) -> Decoder:
             return text
         return _zoned_timestamp_from_us(_timestamp_us_slow(text), precision)
 
+    _ZONED_LAYOUTS[decode_timestamptz] = (utc_length, cut)
     return decode_timestamptz
 
 
