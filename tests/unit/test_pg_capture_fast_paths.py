@@ -22,6 +22,7 @@ from replicator.capture.snapshot import REQUEST_CHECK_TRANSACTIONS
 from replicator.config import PostgresSourceConfig
 from replicator.envelope.debezium import postgres_transaction_id
 from replicator.events import Op, PostgresPosition, RowChange, SourceTransaction, TableId
+from tests.unit.test_pg_inserts import _payload
 
 TABLE = TableId("public", "order_lines")
 OID = 16390
@@ -37,14 +38,7 @@ def _relation() -> bytes:
 
 
 def _insert(values: list[str | None]) -> bytes:
-    out = b"I" + struct.pack(">I", OID) + b"N" + struct.pack(">H", len(values))
-    for value in values:
-        if value is None:
-            out += b"n"
-        else:
-            data = value.encode()
-            out += b"t" + struct.pack(">I", len(data)) + data
-    return out
+    return _payload(values, oid=OID)
 
 
 def _row(n: int) -> list[str | None]:

@@ -66,8 +66,9 @@ DECODERS = [make_decoder(23, -1), make_decoder(20, -1), make_decoder(1043, 44), 
             make_decoder(1184, -1)]
 
 
-def _payload(values: list[str | None], *, count: int | None = None, marker: bytes = b"N") -> bytes:
-    out = b"I" + struct.pack(">I", 16384) + marker + struct.pack(">H", len(values) if count is None else count)
+def _payload(values: list[str | None], *, count: int | None = None, marker: bytes = b"N", oid: int = 16384) -> bytes:
+    """A pgoutput Insert message of relation `oid` with these text values (None: a null)."""
+    out = b"I" + struct.pack(">I", oid) + marker + struct.pack(">H", len(values) if count is None else count)
     for value in values:
         if value is None:
             out += b"n"
