@@ -13,6 +13,11 @@ every domain, captured or not, so a domain that only carries other tables still 
 left pointing at binlogs that get purged. Transactions without captured rows are not published: they
 end in a `Heartbeat` whose position the runner acknowledges only when nothing is in flight.
 
+Reading. `reader.CaptureReader` reads the four events nearly every transaction consists of (GTID,
+TABLE_MAP, rows, XID) from the packet bytes, and `rows.py` compiles a decoder per table map that turns row
+images into Debezium-encoded rows in place; mysql-replication's own parsing remains the general path
+for every other event and for any row the compiled decoder declines (see those modules).
+
 Loop prevention: a transaction whose GTID event carries LOG_EVENT_SKIP_REPLICATION_F (0x8000), set by
 the replicator's writers with `SET SESSION skip_replication=1`, is tagged with origin
 "skip_replication". The reader's own session must never set that flag: the server would then drop
@@ -32,7 +37,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants.CHARSET import charset_by_id
 from pymysqlreplication.event import (
     HeartbeatLogEvent,
@@ -45,6 +49,14 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.mariadb.reader import CaptureReader, Gtid, Rows, Xid
+from replicator.capture.mariadb.rows import (
+    DELETE_TYPES,
+    UPDATE_TYPES,
+    ImageDecoder,
+    compile_image_decoder,
+    decode_rows_event,
+)
 from replicator.capture.mariadb.types import (
     ColumnSpec,
     Decoder,
@@ -331,6 +343,9 @@ class _OpenTx:
 class _MappedTable:
     table: TableId
     decoder: RowDecoder
+    # The compiled decoder of this table map's row images (rows.py), None when a column needs the general path.
+    image: ImageDecoder | None
+    columns: int
 
 
 class MariaDbCaptureSource(ResnapshotRequests):
@@ -371,7 +386,11 @@ class MariaDbCaptureSource(ResnapshotRequests):
         self._save_due = False
         self._last_save = 0.0
         self._maps: dict[int, _MappedTable] = {}
-        self._decoders: dict[tuple[TableId, tuple[ColumnSpec, ...]], RowDecoder] = {}
+        # (table, its columns, the library's columns) -> decoders; a table map is parsed once per table id,
+        # and ids change with every ALTER TABLE and server restart, so few shapes repeat but some do.
+        self._decoders: dict[
+            tuple[TableId, tuple[ColumnSpec, ...], tuple[str, ...]], tuple[RowDecoder, ImageDecoder | None]
+        ] = {}
         self._warned_statements: set[str] = set()
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -686,7 +705,9 @@ class MariaDbCaptureSource(ResnapshotRequests):
         wakeup = min(self.config.heartbeat_interval_s, _MAX_WAKEUP_S)
         namespaces = sorted({t.namespace for t in self._tables})
         names = sorted({t.table for t in self._tables})
-        return BinLogStreamReader(
+        return CaptureReader(
+            # Rows events of table ids not in `_maps` are skipped unread (reader.py).
+            wanted=self._maps,
             # No init_command: this session must not set skip_replication (see module docstring).
             connection_settings={
                 "host": info.host,
@@ -758,25 +779,38 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 if self._stopping:
                     return
                 raise RetriableError(f"source {self.name}: the server ended the binlog stream")
-            if isinstance(event, _ROWS_EVENTS):
+            kind = type(event)
+            # The reader's own records first (reader.py): nearly every event of a busy binlog is one.
+            if kind is Rows or isinstance(event, _ROWS_EVENTS):
                 mapped = maps.get(event.table_id)
                 if mapped is None or open_tx is None:
                     continue
-                open_tx.last_pos = event.packet.log_pos
+                open_tx.last_pos = event.log_pos if kind is Rows else event.packet.log_pos
                 if not open_tx.begun:
                     open_tx.begun = True
                     yield TxBegin(open_tx.tx)
                 if open_tx.own and not self._publish_own:
                     continue  # the runner would drop them: skip decoding
+                if kind is Rows:
+                    changes = self._fast_row_changes(event, mapped, open_tx.tx, reader.log_file)
+                else:
+                    changes = self._row_changes(event, mapped, open_tx.tx, reader.log_file)
                 if covered and window is not None:
-                    for change in self._row_changes(event, mapped, open_tx.tx, reader.log_file):
+                    for change in changes:
                         if not window.drops(change):
                             yield change
                 else:
-                    yield from self._row_changes(event, mapped, open_tx.tx, reader.log_file)
-            elif isinstance(event, TableMapEvent):
-                self._on_table_map(event)
-            elif isinstance(event, MariadbGtidEvent):
+                    yield from changes
+            elif kind is Xid or isinstance(event, XAPrepareEvent):
+                # XA transactions are published at XA PREPARE, where their rows are in the binlog.
+                if open_tx is not None:
+                    end_pos = event.log_pos if kind is Xid else event.packet.log_pos
+                    yield from self._end(open_tx, reader.log_file, end_pos)
+                    open_tx = None
+                    if self._after_commit_due():  # re-snapshot requests and chunks
+                        yield from self._after_commit()
+                        window = self._window
+            elif kind is Gtid:
                 if open_tx is not None:
                     # A GTID event starts a new group, so the previous one is complete in the binlog
                     # even though no end event we know of closed it (e.g. XA COMMIT of a prepared one).
@@ -790,13 +824,8 @@ class MariaDbCaptureSource(ResnapshotRequests):
                     covered = window.covers(open_tx.tx)
                     if window.closed:
                         window = self._window = None
-            elif isinstance(event, XidEvent | XAPrepareEvent):
-                # XA transactions are published at XA PREPARE, where their rows are in the binlog.
-                if open_tx is not None:
-                    yield from self._end(open_tx, reader.log_file, event.packet.log_pos)
-                    open_tx = None
-                    yield from self._after_commit()  # re-snapshot requests and chunks
-                    window = self._window
+            elif isinstance(event, TableMapEvent):
+                self._on_table_map(event)
             elif isinstance(event, QueryEvent):
                 if open_tx is None:
                     continue
@@ -835,14 +864,14 @@ class MariaDbCaptureSource(ResnapshotRequests):
                         yield from self._resnapshot_chunk()
                 window = self._window
 
-    def _begin(self, event: Any, log_file: str) -> _OpenTx:
-        own = bool(event.packet.flags & _SKIP_REPLICATION_FLAG)
-        gtid: str = event.gtid
+    def _begin(self, event: Gtid, log_file: str) -> _OpenTx:
+        own = bool(event.header_flags & _SKIP_REPLICATION_FLAG)
+        gtid = event.gtid
         tx = SourceTransaction(
             id=mariadb_transaction_id(gtid),
             # The binlog keeps whole seconds: the GTID event's header timestamp, in ms.
             commit_ts_ms=int(event.timestamp) * 1000,
-            position=_position(gtid, log_file, event.packet.log_pos, event.server_id),
+            position=_position(gtid, log_file, event.log_pos, event.server_id),
             origin=ORIGIN_SKIP_REPLICATION if own else None,
         )
         return _OpenTx(
@@ -852,7 +881,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
             seq=event.gtid_seq_no,
             standalone=bool(event.flags & _GTID_STANDALONE),
             own=own,
-            last_pos=event.packet.log_pos,
+            last_pos=event.log_pos,
         )
 
     def _end(self, open_tx: _OpenTx, log_file: str, pos: int) -> Iterator[StreamItem]:
@@ -900,9 +929,13 @@ class MariaDbCaptureSource(ResnapshotRequests):
             ColumnSpec.from_binlog(column, table=str(table), nullable=bool(mask[i // 8] & (1 << (i % 8))))
             for i, column in enumerate(event.columns)
         )
-        key = (table, specs)
-        decoder = self._decoders.get(key)
-        if decoder is None:
+        # The compiled decoder depends on how the library reads each column, which ColumnSpec does not
+        # wholly say (a TEXT and a MEDIUMTEXT differ only in the length prefix): the library's column
+        # attributes are part of the key.
+        layout = tuple(repr(sorted(vars(column).items())) for column in event.columns)
+        key = (table, specs, layout)
+        known = self._decoders.get(key)
+        if known is None:
             try:
                 decoder = RowDecoder(specs)
             except UnsupportedColumnType as exc:
@@ -912,8 +945,9 @@ class MariaDbCaptureSource(ResnapshotRequests):
                     f"source {self.name}: table {table} has no primary key in the binlog's table map; "
                     f"events are keyed by it, so add one (ALTER TABLE {table} ADD PRIMARY KEY (...))"
                 )
-            self._decoders[key] = decoder
-        self._maps[event.table_id] = _MappedTable(table, decoder)
+            # Compiled from the library's columns as well: they say how its general path reads each value.
+            known = self._decoders[key] = (decoder, compile_image_decoder(event.columns, specs))
+        self._maps[event.table_id] = _MappedTable(table, known[0], known[1], len(specs))
 
     def _row_changes(
         self, event: Any, mapped: _MappedTable, tx: SourceTransaction, log_file: str
@@ -954,6 +988,41 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 f"source {self.name}: {table}: cannot encode row {index} of the event at {log_file}:{pos} "
                 f"(transaction {gtid}): {exc}"
             ) from None
+
+    def _fast_row_changes(
+        self, event: Rows, mapped: _MappedTable, tx: SourceTransaction, log_file: str
+    ) -> Iterator[RowChange]:
+        """The changes of a rows event decoded by the table map's compiled decoder (rows.py); when it
+        declines, by mysql-replication's event for the same bytes through `_row_changes`, as before."""
+        decoded = None
+        if mapped.image is not None:
+            decoded = decode_rows_event(
+                mapped.image, event.data, event.event_type, event.post_header, mapped.columns, event.end
+            )
+        if decoded is None:
+            yield from self._row_changes(self._reader.library_event(event), mapped, tx, log_file)
+            return
+        table = mapped.table
+        gtid = tx.id
+        pos = event.log_pos
+        server_id = event.server_id
+        kind = event.event_type
+        if kind in UPDATE_TYPES:
+            for index, (new_key, after, old_key, before) in enumerate(decoded):
+                position = _position(gtid, log_file, pos, server_id, index)
+                if old_key != new_key:
+                    # Like Debezium: a key change is a delete of the old key and a create of the new one
+                    # (as `_row_changes`).
+                    yield RowChange(table, Op.DELETE, old_key, before, None, position)  # type: ignore[arg-type]
+                    yield RowChange(table, Op.CREATE, new_key, None, after, position)
+                else:
+                    yield RowChange(table, Op.UPDATE, new_key, before, after, position)
+        elif kind in DELETE_TYPES:
+            for index, (key, row, _, _) in enumerate(decoded):
+                yield RowChange(table, Op.DELETE, key, row, None, _position(gtid, log_file, pos, server_id, index))
+        else:
+            for index, (key, row, _, _) in enumerate(decoded):
+                yield RowChange(table, Op.CREATE, key, None, row, _position(gtid, log_file, pos, server_id, index))
 
     def _truncated(self, event: Any, open_tx: _OpenTx, log_file: str) -> Iterator[StreamItem]:
         """A `TRUNCATE [TABLE] [db.]name` group: a truncate event when the table is captured (as PostgreSQL's
