@@ -119,6 +119,7 @@ class CaptureRunner:
         source = self.source
         producer = self.producer
         produce = producer.produce
+        raw_produce, any_partition = producer.raw_produce, producer.any_partition
         tracker = self._tracker
         open_tx = tracker.open
         seal = tracker.seal
@@ -164,7 +165,11 @@ class CaptureRunner:
                 state.count += 1
                 op = item.op
                 key = None if op is truncate else dumps(item.key)
-                produce(state.topic, key, encode(item, total, state.count), callback)
+                value = encode(item, total, state.count)
+                try:
+                    raw_produce(state.topic, value, key, any_partition, callback)
+                except BufferError:  # librdkafka's queue is full: produce waits for room
+                    produce(state.topic, key, value, callback)
                 if tombstones and op is delete:
                     produce(state.topic, key, None, callback)
                     sent += 2

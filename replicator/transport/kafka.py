@@ -108,6 +108,11 @@ class EventProducer:
         )
         # Bound once: produce is called for every message (3 per one-row transaction).
         self._produce = self._producer.produce
+        # confluent-kafka's own produce(topic, value, key, partition, callback), for a caller's hot loop that
+        # would rather not pay a Python call per message: it raises BufferError when librdkafka's queue is
+        # full, and the caller then hands the same message to `produce`, which waits for room.
+        self.raw_produce = self._produce
+        self.any_partition = _ANY_PARTITION
         self._failure: str | None = None
 
     def delivery_callback(self, on_confirmed: Callable[[], None]) -> DeliveryCallback:

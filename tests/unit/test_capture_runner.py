@@ -26,9 +26,15 @@ class HeldProducer:
         self._held: list[Any] = []
         self._ready: list[Any] = []
 
+    any_partition = -1
+
     def produce(self, topic: str, key: bytes | None, value: bytes | None, callback: Any) -> None:
         self.sent.append((topic, key, value))
         self._held.append(callback)
+
+    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int, callback: Any) -> None:
+        """confluent-kafka's argument order, as EventProducer.raw_produce."""
+        self.produce(topic, key, value, callback)
 
     def confirm_all(self) -> None:
         self._ready += self._held
@@ -93,6 +99,29 @@ def test_an_idle_source_is_asked_to_look_again_soon_while_confirmations_are_outs
     assert source.acknowledged == [PostgresPosition(120, 100, 7)]
     assert stats.acknowledged == PostgresPosition(120, 100, 7)
     assert [topic for topic, _, _ in producer.sent] == ["src.transaction", "src.public.t", "src.transaction"]
+
+
+class FullQueueProducer(HeldProducer):
+    """librdkafka's queue is full at the first attempt of every change event: BufferError, as confluent-kafka
+    raises it, before anything is queued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int, callback: Any) -> None:
+        self.refused += 1
+        raise BufferError("Local: Queue full")
+
+
+def test_a_change_refused_by_a_full_queue_is_produced_once_by_the_waiting_path() -> None:
+    producer = FullQueueProducer()
+    source = ScriptedSource(producer)
+    runner = CaptureRunner(source, producer, topic_settings=TopicSettings())  # type: ignore[arg-type]
+    runner.run()
+    assert producer.refused == 1
+    assert [topic for topic, _, _ in producer.sent] == ["src.transaction", "src.public.t", "src.transaction"]
+    assert source.acknowledged == [PostgresPosition(120, 100, 7)]
 
 
 # --- a transaction's message count and END marker (the runner counts messages itself and seals the
