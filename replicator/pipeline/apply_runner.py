@@ -190,10 +190,15 @@ class ApplyRunner:
                 self._finish(*done.result())
 
         def hand_over(batch: list[tuple[str, Unit]]) -> None:
+            """Map the batch, wait for the one being written, give the writer this one, and only then finish
+            the previous one (its audit records): publishing them overlaps with the writing of this one."""
             nonlocal writing
             mapped = [self.applier.map_unit(unit) if unit.error is None else None for _, unit in batch]
-            written()
+            previous, writing = writing, None
+            done = previous.result() if previous is not None else None  # its failure is this loop's
             writing = writer.submit(self._apply, batch, mapped)
+            if done is not None:
+                self._finish(*done)
 
         try:
             while not self._stopping.is_set():
