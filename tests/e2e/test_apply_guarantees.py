@@ -137,6 +137,7 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
 ) -> None:
     shop_db = orders.shop.name
     detail_topic = f"{orders.shop_source}.{shop_db}.ps_order_detail"
+    started_ms = int(time.time() * 1000)
     with running_pipeline(orders.config) as supervisor:
         good = _place_order(orders, "GOOD00001", 2)
         wait_until(lambda: orders.erp_sql("SELECT count(*) FROM sale_order_line")[0][0] == 2, "the good order",
@@ -197,7 +198,8 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
     # The whole source transaction is dead-lettered: the order and its refused line.
     assert [e["value"]["source"]["table"] for e in dlq[2]["envelopes"]] == ["ps_orders", "ps_order_detail"]
     assert dlq[2]["envelopes"][1]["value"]["after"]["product_quantity"] == 0
-    audit = [r.value for r in read_topics(devstack.kafka_bootstrap, ["replicator.audit"], quiet_s=2)
+    audit = [r.value for r in read_topics(devstack.kafka_bootstrap, ["replicator.audit"], quiet_s=2,
+                                                 since_ms=started_ms)
              if r.value and r.value.get("target") == orders.erp_target]
     applied = [a for a in audit if a["decision"] == "applied" and a["table"] == "public.sale_order"]
     assert {f["column"] for f in applied[0]["fields"]} == {"name", "origin"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,25 @@ class Record:
 
 
 def read_topics(bootstrap: str, topics: list[str], *, until: int | None = None, quiet_s: float = 3.0,
-                timeout_s: float = 60.0) -> list[Record]:
-    """All records of `topics` from the start; stops once `until` records arrived and nothing came for
-    `quiet_s`, or (without `until`) after `quiet_s` of silence. Fails when `timeout_s` passes first."""
+                timeout_s: float = 60.0, since_ms: int | None = None) -> list[Record]:
+    """All records of `topics` from the start, or from the first one written at or after `since_ms` (a
+    shared topic such as replicator.audit, which a reused stack may hold millions of records of); stops once
+    `until` records arrived and nothing came for `quiet_s`, or (without `until`) after `quiet_s` of silence.
+    Fails when `timeout_s` passes first."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "topic.metadata.refresh.interval.ms": 1000})
     records: list[Record] = []
     try:
-        consumer.subscribe(topics)
+        if since_ms is None:
+            consumer.subscribe(topics)
+        else:
+            metadata = consumer.list_topics(timeout=10)
+            wanted = [TopicPartition(topic, partition, since_ms) for topic in topics if topic in metadata.topics
+                      for partition in metadata.topics[topic].partitions]
+            # An offset of -1 (nothing written since): read from the end, i.e. what comes next.
+            consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                             for tp in consumer.offsets_for_times(wanted, timeout=10)])
         deadline = time.monotonic() + timeout_s
         last = time.monotonic()
         while True:
