@@ -53,13 +53,15 @@ _CHECKSUM_LEN = 4
 _PRIVATE = "_BinLogStreamReader__"
 _CONNECTED_STREAM = _PRIVATE + "connected_stream"
 _CONNECTED_CTL = _PRIVATE + "connected_ctl"
-# The library's private state this reader reads or sets (see the module docstring).
-_PRIVATE_NAMES = (
-    "connected_stream", "connected_ctl", "use_checksum", "allowed_events", "allowed_events_in_packet",
-    "only_tables", "ignored_tables", "only_schemas", "ignored_schemas", "freeze_schema",
-    "ignore_decode_errors", "verify_checksum", "optional_meta_data", "enable_logging",
-    "use_column_name_cache", "post_header_lengths",
+# The library's private state that `BinLogPacketWrapper` takes after (packet, table map, control connection,
+# server version), in its argument order.
+_WRAPPER_STATE = (
+    "use_checksum", "allowed_events_in_packet", "only_tables", "ignored_tables", "only_schemas",
+    "ignored_schemas", "freeze_schema", "ignore_decode_errors", "verify_checksum", "optional_meta_data",
+    "enable_logging", "use_column_name_cache", "post_header_lengths",
 )
+# The library's private state this reader reads or sets (see the module docstring).
+_PRIVATE_NAMES = ("connected_stream", "connected_ctl", "allowed_events", *_WRAPPER_STATE)
 
 
 class Gtid:
@@ -200,26 +202,8 @@ class CaptureReader(BinLogStreamReader):  # type: ignore[misc]  # the library is
                 return _adapted(event)
 
     def _wrap(self, packet: MysqlPacket) -> Any:
-        p = _PRIVATE
-        return BinLogPacketWrapper(
-            packet,
-            self.table_map,
-            self._ctl_connection,
-            self.mysql_version,
-            getattr(self, p + "use_checksum"),
-            getattr(self, p + "allowed_events_in_packet"),
-            getattr(self, p + "only_tables"),
-            getattr(self, p + "ignored_tables"),
-            getattr(self, p + "only_schemas"),
-            getattr(self, p + "ignored_schemas"),
-            getattr(self, p + "freeze_schema"),
-            getattr(self, p + "ignore_decode_errors"),
-            getattr(self, p + "verify_checksum"),
-            getattr(self, p + "optional_meta_data"),
-            getattr(self, p + "enable_logging"),
-            getattr(self, p + "use_column_name_cache"),
-            getattr(self, p + "post_header_lengths"),
-        )
+        return BinLogPacketWrapper(packet, self.table_map, self._ctl_connection, self.mysql_version,
+                                   *(getattr(self, _PRIVATE + name) for name in _WRAPPER_STATE))
 
     def _library_event(self, packet: MysqlPacket) -> Any:
         """The library's `fetchone` for one packet it has read: its event, or None when it skips it."""

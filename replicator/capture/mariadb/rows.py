@@ -50,6 +50,8 @@ KNOWN_POST_HEADER = {t: (10 if t in _V2_TYPES else 8) for t in ROWS_EVENT_TYPES}
 # A packet is the OK byte, the 19-byte event header, then the event's own bytes.
 BODY_START = 20
 
+# Little-endian integers read with one struct call: (signed struct code, size); _unpack_<code> below.
+_FIXED_INTEGERS = {MySqlType.SHORT: ("h", 2), MySqlType.LONG: ("i", 4), MySqlType.LONGLONG: ("q", 8)}
 _unpack_h = struct.Struct("<h").unpack_from
 _unpack_H = struct.Struct("<H").unpack_from
 _unpack_i = struct.Struct("<i").unpack_from
@@ -251,14 +253,12 @@ def _column_code(i: int, column: Any, spec: ColumnSpec, env: dict[str, Any]) -> 
         if unsigned:
             return f"v{i} = data[p]; p += 1"
         return f"v{i} = data[p]; v{i} = v{i} - 256 if v{i} > 127 else v{i}; p += 1"
-    if kind == MySqlType.SHORT:
-        return f"v{i} = unpack_{'H' if unsigned else 'h'}(data, p)[0]; p += 2"
+    fixed = _FIXED_INTEGERS.get(kind)
+    if fixed is not None:
+        code, size = fixed  # the struct code of the signed type; its capital is the unsigned one's
+        return f"v{i} = unpack_{code.upper() if unsigned else code}(data, p)[0]; p += {size}"
     if kind == MySqlType.INT24:
         return f"v{i} = from_bytes(data[p:p + 3], 'little', signed={not unsigned}); p += 3"
-    if kind == MySqlType.LONG:
-        return f"v{i} = unpack_{'I' if unsigned else 'i'}(data, p)[0]; p += 4"
-    if kind == MySqlType.LONGLONG:
-        return f"v{i} = unpack_{'Q' if unsigned else 'q'}(data, p)[0]; p += 8"
     if kind == MySqlType.YEAR:
         return f"v{i} = data[p] + 1900; p += 1"
     if kind == MySqlType.FLOAT:
