@@ -34,6 +34,7 @@ from replicator.conflict.resolver import (
     resolve,
 )
 from replicator.errors import FatalError, MissingReferenceError, RetriableError, SkippableRecordError
+from replicator.mapping.engine import instant_ms
 from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, Policy, TargetOp, Version
 from replicator.mapping.spec import value_text
 
@@ -681,8 +682,8 @@ class Applier:
 
     def _local_version(self, table: str, cached: CachedRow | None) -> Version | None:
         """When the row was last written by someone else than us: the database's commit time (PostgreSQL),
-        or the row's own change-time column (`local_time`: PrestaShop's date_upd on MariaDB). The shop's
-        binlog events carry whole seconds too, so both sides compare a shop edit with the same time."""
+        or the row's own change-time column (`local_time`: PrestaShop's date_upd on MariaDB). The mapping
+        engine versions the table's changes by the same column, so both sides date a shop edit alike."""
         if cached is None:
             return None
         if cached.xact_ts_ms is not None:
@@ -693,8 +694,8 @@ class Applier:
         moment = cached.values.get(local_time[0])
         if not isinstance(moment, datetime):
             return None  # null or a zero date: unknown
-        ts_ms = int(moment.replace(tzinfo=local_time[1]).timestamp() * 1000)
-        return Version(ts_ms, self.target_system, self.target_priority, "")
+        # The same instant the mapping engine gives this table's changes as their version (instant_ms).
+        return Version(instant_ms(moment, local_time[1]), self.target_system, self.target_priority, "")
 
     def _field_states(self, op: TargetOp, cached: CachedRow | None) -> dict[str, FieldState]:
         states: dict[str, FieldState] = {}

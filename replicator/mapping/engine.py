@@ -40,6 +40,8 @@ Step = Callable[[Any], Any]
 
 _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_DAY: Final = date(1970, 1, 1)
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
 _CONVERSION_ERRORS: Final = (ValueError, ArithmeticError, TypeError, OverflowError)
 _MODE_KINDS: Final = {"upsert": OpKind.UPSERT, "update": OpKind.UPDATE, "append": OpKind.INSERT}
 # FieldChange(...) and Version(...) for every event, cheaper (see ops.frozen_factory).
@@ -73,6 +75,20 @@ def wall_clock(value: Any, unit: str = "ms") -> datetime:
     if isinstance(value, str):
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     raise TypeError(f"not a date-time: {type(value).__name__}")
+
+
+def instant_ms(wall: datetime, zone: ZoneInfo) -> int:
+    """Epoch milliseconds of a naive wall-clock time in `zone` (fold=0, as convert_zone) or of an aware
+    time, exactly: no float."""
+    return ((wall if wall.tzinfo is not None else wall.replace(tzinfo=zone)) - _EPOCH_UTC) // _ONE_MS
+
+
+def local_edit_ts_ms(value: Any, zone: ZoneInfo, unit: str) -> int | None:
+    """When a row's own change-time column (`target.local_time`) says it was edited, as it travels in a
+    change event; None when it says nothing (null, the zero date)."""
+    if value is None or value == 0:
+        return None  # a zero date travels as null (or the epoch in a NOT NULL column)
+    return instant_ms(wall_clock(value, unit), zone)
 
 
 def convert_zone(value: Any, from_zone: ZoneInfo, to_zone: ZoneInfo, unit: str = "ms") -> datetime:
@@ -1008,6 +1024,19 @@ class MappingEngine:
             route = (source_name, mapping_set.namespace(rule.source), rule.source.table)
             routes.setdefault(route, []).append(CompiledRule(rule, mapping_set))
         self._routes = {route: tuple(rules) for route, rules in routes.items()}
+        # Tables whose own change-time column dates their edits (`target.local_time` of the rules writing
+        # into them, read here as sources): their changes are versioned by that column, the time the
+        # applier writing into the same table compares the replicator's writes with. Versioning them by
+        # the binlog's commit second instead lets the two sides disagree: an edit built at 12:00:04.9 and
+        # committed at 12:00:05.1 would be 04 on one side and 05 on the other, and an ERP edit at 04.95
+        # would win on one side and lose on the other.
+        self._local_times: dict[tuple[Any, Any, Any], tuple[str, ZoneInfo, str]] = {}
+        for rule in mapping_set.rules:
+            local_time = rule.target.local_time
+            if local_time is not None:
+                route = (mapping_set.systems[rule.target.system].source_name, mapping_set.namespace(rule.target),
+                         rule.target.table)
+                self._local_times.setdefault(route, (local_time.column, ZoneInfo(local_time.tz), local_time.unit))
 
     def source_tables(self, system: str | None = None) -> list[tuple[str, str, str]]:
         """(source name, schema or database, table) of every table some rule reads, optionally only
@@ -1018,13 +1047,32 @@ class MappingEngine:
     def rules_for(self, source_name: str, namespace: str, table: str) -> tuple[CompiledRule, ...]:
         return self._routes.get((source_name, namespace, table), ())
 
-    def version(self, source: Mapping[str, Any]) -> Version:
+    def version(self, source: Mapping[str, Any], row: Row | None = None) -> Version:
+        """The version of a change: its commit time, or the time its row's change-time column gives (`row`,
+        the after image, of a table some rule declares a `local_time` for); then system and position."""
         system = self._systems[source["name"]]
         # A snapshot read sorts before every streamed change of the same commit time: its position is empty.
         snapshot = source.get("snapshot") not in (None, "false", False)
         ts_ms = source["ts_ms"]
-        return _version(ts_ms if ts_ms.__class__ is int else int(ts_ms), system.name, system.priority,
-                        "" if snapshot else position_text(source, system.kind))
+        ts_ms = ts_ms if ts_ms.__class__ is int else int(ts_ms)
+        if row is not None and self._local_times:
+            ts_ms = self._local_edit_ts_ms(source, system, row, ts_ms)
+        return _version(ts_ms, system.name, system.priority, "" if snapshot else position_text(source, system.kind))
+
+    def _local_edit_ts_ms(self, source: Mapping[str, Any], system: _System, row: Row, commit_ts_ms: int) -> int:
+        namespace = source.get("schema") if system.kind == "postgresql" else source.get("db")
+        local_time = self._local_times.get((source["name"], namespace, source.get("table")))
+        if local_time is None:
+            return commit_ts_ms
+        column, zone, unit = local_time
+        try:
+            edited = local_edit_ts_ms(row.get(column), zone, unit)
+        except _CONVERSION_ERRORS as error:
+            raise SkippableRecordError(
+                f"{source['name']}.{namespace}.{source.get('table')}.{column} (the table's local_time): "
+                f"value {row.get(column)!r} is not a date-time: {error}"
+            ) from error
+        return commit_ts_ms if edited is None else edited
 
     def ops_for(self, envelope: Mapping[str, Any]) -> list[TargetOp]:
         """The target operations of one change event, in rule order; [] when no rule reads its table."""
@@ -1036,8 +1084,8 @@ class MappingEngine:
         rules = self._routes.get((source["name"], namespace, source.get("table")), ())
         if not rules:
             return []
-        version = self.version(source)
         before, after, op = envelope.get("before"), envelope.get("after"), envelope.get("op")
+        version = self.version(source, after)
         if op == "t":
             raise SkippableRecordError(
                 f"{source['name']}.{namespace}.{source.get('table')}: a truncate is not replicated "

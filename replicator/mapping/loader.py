@@ -129,6 +129,27 @@ def cross_check(systems: dict[str, SystemSpec], rules: list[LocatedRule]) -> lis
     problems += _check_shared_columns(systems, known)
     problems += _check_entities(known)
     problems += _check_when_written(known)
+    problems += _check_local_times(systems, known)
+    return problems
+
+
+def _check_local_times(systems: dict[str, SystemSpec], rules: list[LocatedRule]) -> list[str]:
+    """A table's `local_time` dates its own edits on both sides (the applier writing into it, and the
+    engine reading its changes): two rules writing the table must not declare different ones."""
+    problems = []
+    seen: dict[tuple[str, str, str], tuple[str, Any]] = {}
+    for where, rule in rules:
+        local_time = rule.target.local_time
+        if local_time is None:
+            continue
+        table = (rule.target.system, rule.target.namespace or systems[rule.target.system].default_namespace,
+                 rule.target.table)
+        first = seen.setdefault(table, (where, local_time))
+        if first[1] != local_time:
+            problems.append(
+                f"{where}.target.local_time: {rule.target.system} {rule.target.table} is dated by "
+                f"{local_time.column} ({local_time.tz}) here but by {first[1].column} ({first[1].tz}) in {first[0]}"
+            )
     return problems
 
 

@@ -486,13 +486,18 @@ class LocalTime(StrictModel):
 
     column: Identifier
     tz: Zone
+    unit: Literal["ms", "us"] = Field(
+        default="ms", description="how the column travels in change events: DATETIME(0..3) in milliseconds, "
+        "DATETIME(4..6) in microseconds"
+    )
 
 
 class TargetRef(TableRef):
     local_time: LocalTime | None = Field(
         default=None,
         description="when the target database does not record commit times (MariaDB): the column that tells "
-        "when a local edit happened, for last_writer_wins against it",
+        "when a local edit happened. It dates the table's own changes on both sides: against the replicator's "
+        "writes into it, and as the version of its changes replicated elsewhere",
     )
 
 

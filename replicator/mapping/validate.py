@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from replicator.mapping.ops import Policy
@@ -81,6 +82,19 @@ def column_kind(column_type: Any) -> Kind:
     if isinstance(column_type, sqltypes.Date):
         return Kind("epoch_date")
     return ANY
+
+
+def traveling_unit(column_type: Any) -> str | None:
+    """How a naive date-time column's values travel in change events (docs/TYPES.md): 'ms' up to three
+    fraction digits, else 'us'; None for an instant (MariaDB TIMESTAMP, timestamptz), which travels as ISO
+    text with its zone, and for other types."""
+    if isinstance(column_type, mysql.DATETIME):
+        digits = column_type.fsp or 0
+    elif isinstance(column_type, postgresql.TIMESTAMP) and not column_type.timezone:
+        digits = 6 if column_type.precision is None else column_type.precision  # PostgreSQL keeps µs by default
+    else:
+        return None
+    return "ms" if digits <= 3 else "us"
 
 
 def target_category(column_type: Any) -> str:
@@ -486,6 +500,12 @@ class RuleCheck:
         elif target_category(info.type) != "datetime":
             self.report("target.local_time.column",
                         f"{target.label}.{local_time.column} is {info.type}, not a date-time column")
+        else:
+            unit = traveling_unit(info.type)
+            if unit is not None and unit != local_time.unit:
+                self.report("target.local_time.unit",
+                            f"{target.label}.{local_time.column} travels in "
+                            f"{'milliseconds' if unit == 'ms' else 'microseconds'} in change events: say unit: {unit}")
 
     def _check_keys(self, target: TableInfo) -> None:
         rule = self.rule

@@ -4,8 +4,12 @@ both captures and both appliers running at once, driven by the business simulato
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -148,6 +152,46 @@ def test_every_flow_goes_through_capture_kafka_and_apply_in_both_directions(side
             wait_until(lambda ref=ref: sides.shop_quantity(ref) == int(sides.erp_free_quantity(ref)),
                        f"{ref}: shop = ERP free", 60, pipeline)
         assert sides.dead_letters() == []
+
+
+def test_a_shop_edit_whose_date_upd_and_binlog_second_differ_loses_to_an_erp_edit_between_on_both_sides(
+    sides: ShopErp,
+) -> None:
+    """PrestaShop dates an edit (date_upd) when it builds the UPDATE; the binlog dates it, in whole seconds,
+    when the statement runs. An ERP edit of the same field falling between the two must win or lose on both
+    sides alike: both appliers date the shop edit by its date_upd."""
+    with running_pipeline(sides.config) as pipeline:
+        wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+        partner = sides.erp_one("SELECT id FROM res_partner WHERE ref = 'PS-C1'")
+        # Start just after a second boundary, so that every step below lands where it is meant to.
+        time.sleep(1.05 - time.time() % 1)
+        second = int(time.time())
+        dated = datetime.fromtimestamp(second, ZoneInfo("Europe/Paris")).replace(tzinfo=None)
+        with contextlib.closing(sides.shop_connect()) as shop, shop.cursor() as cur:
+            # The shop's back office opens the customer (row locked: the ERP's edit cannot reach it yet)
+            # and dates the edit now.
+            shop.begin()
+            cur.execute("SELECT email FROM ps_customer WHERE id_customer = 1 FOR UPDATE")
+            # The ERP edit: newer than the shop's date_upd, older than the shop's UPDATE statement.
+            sides.erp_sql("UPDATE res_partner SET email = 'race.erp@example.com', "
+                          "write_date = now() AT TIME ZONE 'UTC' WHERE id = %s", (partner,))
+            erp_committed = sides.erp_one("SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) "
+                                          "FROM res_partner WHERE id = %s", (partner,))
+            time.sleep(second + 1.1 - time.time())
+            cur.execute("UPDATE ps_customer SET email = 'race.shop@example.com', date_upd = %s "
+                        "WHERE id_customer = 1", (dated,))
+            shop.commit()
+        assert second <= erp_committed < second + 1, (second, erp_committed)
+
+        def emails() -> tuple[Any, Any]:
+            return (sides.shop_one("SELECT email FROM ps_customer WHERE id_customer = 1"),
+                    sides.erp_one("SELECT email FROM res_partner WHERE id = %s", (partner,)))
+
+        wait_until(lambda: emails() == ("race.erp@example.com", "race.erp@example.com"),
+                   "the ERP's later e-mail on both sides", 60, pipeline, lambda: f"{emails()}\n{_describe(sides)}")
+        time.sleep(2)  # anything still in flight would change one side now
+        assert emails() == ("race.erp@example.com", "race.erp@example.com")
+    assert sides.dead_letters() == []
 
 
 def test_a_restock_never_resurrects_units_the_shop_sold_while_the_erp_was_away(sides: ShopErp) -> None:

@@ -391,3 +391,55 @@ def test_aggregates_lookups_policies_and_inserts_are_checked(
         f"{path}: rules[2].fields: erp public.sale_order_line.name is NOT NULL without a default and this rule "
         "does not write it: its inserts would fail",
     ]
+
+
+LOCAL_TIMES = """
+systems:
+  shop: {kind: mariadb, priority: 2, source_name: shop, namespace: {shop_db}}
+  erp: {kind: postgresql, priority: 1, source_name: erp}
+rules:
+  - name: {name}
+    source: {system: erp, table: note, key: [id]}
+    target: {system: shop, table: {table}, local_time: {local_time}}
+    mode: update
+    key: {id: id}
+    on_delete: ignore
+    fields:
+      body: body
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "local_time", "problem"),
+    [
+        ("ps_note_us", "{column: date_upd, tz: Europe/Paris}",
+         "rules[0].target.local_time.unit: shop {db}.ps_note_us.date_upd travels in microseconds in change events: "
+         "say unit: us"),
+        ("ps_note_ms", "{column: date_upd, tz: Europe/Paris, unit: us}",
+         "rules[0].target.local_time.unit: shop {db}.ps_note_ms.date_upd travels in milliseconds in change events: "
+         "say unit: ms"),
+        ("ps_note_ms", "{column: body, tz: Europe/Paris}",
+         "rules[0].target.local_time.column: shop {db}.ps_note_ms.body is VARCHAR(50), not a date-time column"),
+        ("ps_note_ms", "{column: date_add, tz: Europe/Paris}",
+         "rules[0].target.local_time.column: shop {db}.ps_note_ms has no column 'date_add'"),
+        ("ps_note_us", "{column: date_upd, tz: Europe/Paris, unit: us}", None),
+    ],
+    ids=["µs column, ms said", "ms column, µs said", "not a date", "missing column", "fits"],
+)
+def test_a_local_time_must_be_a_date_time_column_travelling_in_the_unit_it_says(
+    engines: dict[str, Engine], pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+    table: str, local_time: str, problem: str | None,
+) -> None:
+    _run_shop(
+        mariadb_database,
+        "CREATE TABLE ps_note_ms (id INT NOT NULL PRIMARY KEY, body VARCHAR(50), date_upd DATETIME NOT NULL)",
+        "CREATE TABLE ps_note_us (id INT NOT NULL PRIMARY KEY, body VARCHAR(50), date_upd DATETIME(6) NOT NULL)",
+    )
+    _run_erp(pg_database, "CREATE TABLE note (id int PRIMARY KEY, body varchar(50))")
+    path = tmp_path / "notes.yaml"
+    path.write_text(LOCAL_TIMES.replace("{shop_db}", mariadb_database.name).replace("{name}", "notes")
+                    .replace("{table}", table).replace("{local_time}", local_time))
+
+    problems = validate_against_databases(load_mappings(path), engines)
+
+    assert problems == ([] if problem is None else [f"{path}: " + problem.replace("{db}", mariadb_database.name)])

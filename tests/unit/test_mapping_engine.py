@@ -28,7 +28,9 @@ from replicator.mapping.engine import (
     convert_zone,
     delta_of,
     identity_key,
+    instant_ms,
     join_parts,
+    local_edit_ts_ms,
     position_text,
     split_name,
     to_bool,
@@ -1011,6 +1013,88 @@ def test_each_events_ops_do_not_depend_on_what_was_mapped_before(states: list[st
     random.shuffle(shuffled)
 
     assert {i: mapped.ops_for(events[i]) for i in shuffled} == dict(enumerate(in_order))
+
+
+# --- versions of tables with a local change time ----------------------------------------------------------
+
+PARTNER_BACK = """
+name: partner_back
+source: {system: erp, table: res_partner, key: [id]}
+target: {system: shop, table: ps_customer, local_time: {column: date_upd, tz: Europe/Paris}}
+mode: update
+key:
+  id_customer: {from: ref, strip_prefix: "PS-C", cast: int}
+on_delete: ignore
+fields:
+  email: email
+"""
+
+
+def _as_traveling(wall: datetime, unit: str = "ms") -> int:
+    """How a DATETIME travels in an event: its wall-clock time read as UTC, in ms or µs."""
+    return (wall - datetime(1970, 1, 1)) // (timedelta(milliseconds=1) if unit == "ms" else timedelta(microseconds=1))
+
+
+def test_changes_of_a_table_with_a_local_time_are_versioned_by_that_column() -> None:
+    # The shop dates its edit 12:00:04 (Paris, summer: 10:00:04 UTC); the binlog says a second later.
+    edited = datetime(2024, 6, 1, 12, 0, 4)
+    after = {**CUSTOMER, "date_upd": _as_traveling(edited)}
+    mapped = engine(CUSTOMERS, PARTNER_BACK)
+
+    (created,) = mapped.ops_for(shop_event("ps_customer", "c", after=after, ts_ms=1_717_236_005_000))
+    (updated,) = mapped.ops_for(shop_event("ps_customer", "u", before=CUSTOMER | {"email": "old@x.fr"}, after=after,
+                                           ts_ms=1_717_236_005_000))
+
+    expected = int(datetime(2024, 6, 1, 10, 0, 4, tzinfo=UTC).timestamp() * 1000)
+    assert created.version == Version(expected, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    assert updated.version == created.version
+    # Without a rule declaring the column, the same event is dated by its commit time.
+    (plain,) = engine(CUSTOMERS).ops_for(shop_event("ps_customer", "c", after=after, ts_ms=1_717_236_005_000))
+    assert plain.version is not None and plain.version.ts_ms == 1_717_236_005_000
+
+
+@pytest.mark.parametrize("date_upd", [None, 0], ids=["null", "zero date in a NOT NULL column"])
+def test_a_row_whose_local_time_says_nothing_is_dated_by_its_commit(date_upd: Any) -> None:
+    (op,) = engine(CUSTOMERS, PARTNER_BACK).ops_for(
+        shop_event("ps_customer", "c", after={**CUSTOMER, "date_upd": date_upd}))
+    assert op.version is not None and op.version.ts_ms == SHOP_TS
+
+
+def test_a_delete_has_no_after_image_and_is_dated_by_its_commit() -> None:
+    rule = CUSTOMERS.replace("on_delete: {mode: soft, column: active, value: false}", "on_delete: hard")
+    (op,) = engine(rule, PARTNER_BACK).ops_for(
+        shop_event("ps_customer", "d", before={**CUSTOMER, "date_upd": _as_traveling(datetime(2024, 6, 1))}))
+    assert op.kind is OpKind.DELETE and op.version is not None and op.version.ts_ms == SHOP_TS
+
+
+def test_a_local_time_in_microseconds() -> None:
+    back = PARTNER_BACK.replace("tz: Europe/Paris}", "tz: Europe/Paris, unit: us}")
+    edited = datetime(2024, 1, 15, 9, 30, 0, 250_000)
+    (op,) = engine(CUSTOMERS, back).ops_for(
+        shop_event("ps_customer", "c", after={**CUSTOMER, "date_upd": _as_traveling(edited, "us")}))
+    assert op.version is not None
+    assert op.version.ts_ms == int(datetime(2024, 1, 15, 8, 30, 0, 250_000, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_a_local_time_that_is_not_a_date_dead_letters_the_event_naming_the_column() -> None:
+    message = skipped(engine(CUSTOMERS, PARTNER_BACK),
+                      shop_event("ps_customer", "c", after={**CUSTOMER, "date_upd": "yesterday"}))
+    assert message.startswith("shop.prestashop.ps_customer.date_upd (the table's local_time): value 'yesterday'")
+
+
+@unhurried
+@given(
+    wall=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 12, 31)).map(
+        lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000)),
+    zone=st.sampled_from(["Europe/Paris", "UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+)
+def test_the_engine_and_the_applier_date_a_local_edit_alike(wall: datetime, zone: str) -> None:
+    """The engine reads date_upd from the event (epoch ms of the wall clock); the applier reads it from the
+    row (a datetime): both must give the same instant, and it is the one the time zone says."""
+    tz = ZoneInfo(zone)
+    from_event = local_edit_ts_ms(_as_traveling(wall), tz, "ms")
+    assert from_event == instant_ms(wall, tz)
+    assert from_event == round(wall.replace(tzinfo=tz).timestamp() * 1000)
 
 
 # --- the way back, history rows, ranks of local values --------------------------------------------------------

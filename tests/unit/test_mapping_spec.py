@@ -304,6 +304,28 @@ def test_a_mapping_set_built_in_code_is_cross_checked_too() -> None:
     ]
 
 
+def test_two_rules_dating_one_table_by_different_local_times_are_refused(tmp_path: Path) -> None:
+    back = """
+  - name: {name}
+    source: {{system: erp, table: res_partner, key: [id]}}
+    target: {{system: shop, table: ps_customer, local_time: {{column: {column}, tz: {tz}}}}}
+    mode: update
+    key: {{id_customer: x_shop_id}}
+    on_delete: ignore
+    fields:
+      {field}: {field}
+"""
+    path = one_rule(tmp_path, CUSTOMER_RULE
+                    + back.format(name="emails", column="date_upd", tz="Europe/Paris", field="email")
+                    + back.format(name="phones", column="date_upd", tz="Europe/Paris", field="phone")
+                    + back.format(name="names", column="date_add", tz="UTC", field="lastname"))
+
+    assert problems_of(path) == [
+        f"{path}: rules[3].target.local_time: shop ps_customer is dated by date_add (UTC) here but by date_upd "
+        f"(Europe/Paris) in {path}: rules[1]"
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
