@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from replicator.demo.config import MAPPINGS_DIR
+from replicator.transport.audit import field_decisions
 from replicator.transport.topics import AUDIT_TOPIC
 
 FLOW_ORDER = ("customers", "orders", "status", "invoices", "stock")
@@ -196,7 +197,7 @@ def parse_audit_record(value: bytes, kafka_timestamp_ms: int | None, catalog: Fl
     if targets is not None and record.get("target") not in targets:
         return None, None, 0
     flow = catalog.rule_flow.get(str(record.get("mapping")))
-    fields = [f for f in record.get("fields") or [] if isinstance(f, dict)]
+    fields = field_decisions(record)
     commits = [int(f["incoming_version"]["ts_ms"]) for f in fields
                if isinstance(f.get("incoming_version"), dict) and f["incoming_version"].get("ts_ms") is not None]
     latency = float(kafka_timestamp_ms - max(commits)) if commits and kafka_timestamp_ms else None

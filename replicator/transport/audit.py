@@ -3,6 +3,11 @@
 Records are published after the target transaction that made the decisions committed, so the topics
 never tell of a decision the target does not hold. The target's own tables (row versions, dead letters)
 remain the record of truth; a crash between commit and publish can lose the topic copy of one batch.
+
+An applied record lists its fields' decisions (`fields`). The commonest one, a row the target did not
+hold created from one change with every field last_writer_wins, is written compactly instead: the
+decision once (`new_row`: policy, outcome, reason, version) and the values (`values`), a fifth of the
+size. `field_decisions` reads both forms alike.
 """
 
 from __future__ import annotations
@@ -13,20 +18,24 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
+from replicator.conflict.policies import Outcome
 from replicator.errors import FatalError
+from replicator.mapping.ops import Policy
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
 
 
 class AuditPublisher:
-    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+    def __init__(self, bootstrap: str, *, client_id: str, producer: Any = None) -> None:
+        """`producer`: a stand-in for confluent-kafka's Producer (tests that look at the record bytes)."""
         # Delivery reports only for failures: _on_delivery has nothing to do for the others.
-        self._producer = Producer({"bootstrap.servers": bootstrap, "client.id": client_id,
-                                   "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
-                                   "delivery.report.only.error": True})
+        self._producer = producer or Producer({"bootstrap.servers": bootstrap, "client.id": client_id,
+                                               "enable.idempotence": True, "linger.ms": 20,
+                                               "compression.type": "lz4", "delivery.report.only.error": True})
         self._failure: str | None = None
         # The parts of new_row's records that repeat: per (target, table, mapping, source), per column.
         self._row_starts: dict[tuple[str, str, str, str], tuple[bytes, bytes, bytes]] = {}
-        self._columns: dict[str, bytes] = {}
+        # The decision part of new-row records, per (version, reason): the ops of one change share them.
+        self._decided: dict[tuple[Any, str], bytes] = {}
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None and self._failure is None:
@@ -45,6 +54,12 @@ class AuditPublisher:
 
     def decision(self, *, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
                  transaction: str | None, decisions: list[Any]) -> None:
+        if _new_row_decisions(decisions):
+            # The decisions `resolver.new_row_decisions` makes: the compact record, as `new_row` writes it.
+            first = decisions[0]
+            self._new_row(target, table, key, mapping, source, transaction, first.incoming_version, first.reason,
+                          {d.column: d.incoming_value for d in decisions})
+            return
         self._send(AUDIT_TOPIC, {"target": target, "table": table, "key": key}, {
             "decision": "applied", "target": target, "table": table, "key": key, "mapping": mapping,
             "source": source, "transaction": transaction,
@@ -60,10 +75,15 @@ class AuditPublisher:
 
     def new_row(self, *, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
                 transaction: str | None, version: Any, reason: str, fields: Mapping[str, Any]) -> None:
-        """The record `decision` writes for a row created from last_writer_wins fields only (`fields`: column
-        -> its FieldChange), each field applied and written (`resolver.new_row_decisions`), the same bytes:
-        written by joining orjson's text of each part, the parts that repeat from row to row made once (the
-        record of every new row, so no dict per field)."""
+        """The record of a row created from last_writer_wins fields only (`fields`: column -> its FieldChange),
+        each field applied and written (`resolver.new_row_decisions`): the same bytes `decision` writes for
+        those decisions."""
+        self._new_row(target, table, key, mapping, source, transaction, version, reason,
+                      {column: change.value for column, change in fields.items()})
+
+    def _new_row(self, target: str, table: str, key: dict[str, Any], mapping: str, source: str,
+                 transaction: str | None, version: Any, reason: str, values: dict[str, Any]) -> None:
+        # Written by joining orjson's text of each part, the parts that repeat from row to row made once.
         dumps = orjson.dumps
         start = self._row_starts.get((target, table, mapping, source))
         if start is None:
@@ -72,21 +92,16 @@ class AuditPublisher:
                 head, b'{"decision":"applied",' + head[1:] + b',"key":',
                 b',"mapping":' + dumps(mapping) + b',"source":' + dumps(source) + b',"transaction":')
         head, record_start, after_key = start
-        applied = b',"policy":"last_writer_wins","outcome":"applied","reason":' + dumps(reason) + b',"incoming":'
-        written = b',"incoming_version":' + dumps(version) + b',"current":null,"current_version":null,"result":'
         key_json = dumps(key, default=str)
-        parts = [record_start, key_json, after_key, dumps(transaction), b',"fields":[']
-        columns = self._columns
-        separator = b'{"column":'
-        for column, change in fields.items():
-            value_json = dumps(change.value, default=str)
-            column_json = columns.get(column)
-            if column_json is None:
-                column_json = columns[column] = dumps(column)
-            parts += (separator, column_json, applied, value_json, written, value_json, b',"written":true}')
-            separator = b',{"column":'
-        parts.append(b"]}")
-        self._produce(AUDIT_TOPIC, head + b',"key":' + key_json + b"}", b"".join(parts))
+        decided = self._decided.get((version, reason))
+        if decided is None:
+            if len(self._decided) >= 1024:
+                self._decided.clear()
+            decided = self._decided[(version, reason)] = (
+                b',"new_row":{"policy":"last_writer_wins","outcome":"applied","reason":' + dumps(reason)
+                + b',"version":' + dumps(version) + b'},"values":')
+        self._produce(AUDIT_TOPIC, head + b',"key":' + key_json + b"}", b"".join(
+            (record_start, key_json, after_key, dumps(transaction), decided, dumps(values, default=str), b"}")))
 
     def dead_letter(self, *, target: str, source: str, transaction: str | None, error: str, held_behind: int | None,
                     envelopes: list[dict[str, Any]]) -> None:
@@ -110,3 +125,36 @@ class AuditPublisher:
         self._producer.flush(timeout)
         if self._failure is not None:
             raise FatalError(self._failure)
+
+
+def _new_row_decisions(decisions: list[Any]) -> bool:
+    """Whether `decisions` are a new row's (`resolver.new_row_decisions`): the row did not exist, and every
+    field is last_writer_wins, applied, written as it came, from one version for one reason."""
+    if not decisions:
+        return False
+    first = decisions[0]
+    version, reason = first.incoming_version, first.reason
+    if version is None:
+        return False
+    for d in decisions:
+        if (d.row_exists or d.policy is not Policy.LAST_WRITER_WINS or d.outcome is not Outcome.APPLIED
+                or not d.write or d.incoming_rank is not None or d.incoming_version != version or d.reason != reason
+                or (d.result is not d.incoming_value and d.result != d.incoming_value)):
+            return False
+    return True
+
+
+def field_decisions(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-field decisions of an applied audit record, in either form: its `fields`, or those its
+    compact `new_row` form stands for (each field applied onto a missing row, current value and version
+    null, result the incoming value, written)."""
+    fields = record.get("fields")
+    if isinstance(fields, list):
+        return [f for f in fields if isinstance(f, dict)]
+    decided, values = record.get("new_row"), record.get("values")
+    if not isinstance(decided, dict) or not isinstance(values, dict):
+        return []
+    return [{"column": column, "policy": decided.get("policy"), "outcome": decided.get("outcome"),
+             "reason": decided.get("reason"), "incoming": value, "incoming_version": decided.get("version"),
+             "current": None, "current_version": None, "result": value, "written": True}
+            for column, value in values.items()]

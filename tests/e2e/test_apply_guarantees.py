@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 from replicator.config import load_config
 from replicator.devstack import ConnectionSettings
 from replicator.pipeline.capture_runner import build_capture
+from replicator.transport.audit import field_decisions
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
@@ -202,8 +203,8 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
                                                  since_ms=started_ms)
              if r.value and r.value.get("target") == orders.erp_target]
     applied = [a for a in audit if a["decision"] == "applied" and a["table"] == "public.sale_order"]
-    assert {f["column"] for f in applied[0]["fields"]} == {"name", "origin"}
-    assert applied[0]["fields"][0]["outcome"] == "applied"
+    assert {f["column"] for f in field_decisions(applied[0])} == {"name", "origin"}
+    assert field_decisions(applied[0])[0]["outcome"] == "applied"
     statuses = {i: s for i, s, _ in orders.dead_letters("erp")}
     assert statuses[letter_id] == "applied" and statuses[letters[4][0]] == "applied"
     assert statuses[discarded] == "discarded"

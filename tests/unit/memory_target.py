@@ -115,10 +115,5 @@ class RecordingProducer:
 
 def recording_publisher() -> tuple[AuditPublisher, RecordingProducer]:
     """An AuditPublisher writing into a RecordingProducer (the record bytes are what these tests check)."""
-    audit = AuditPublisher.__new__(AuditPublisher)
     producer = RecordingProducer()
-    audit._producer = producer  # type: ignore[assignment]
-    audit._failure = None
-    audit._row_starts = {}
-    audit._columns = {}
-    return audit, producer
+    return AuditPublisher("", client_id="test", producer=producer), producer

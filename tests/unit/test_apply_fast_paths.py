@@ -19,6 +19,7 @@ from replicator.conflict import Decision, Outcome, resolve
 from replicator.conflict.policies import FieldState
 from replicator.conflict.resolver import resolve_field
 from replicator.mapping.ops import FieldChange, OpKind, Policy, TargetOp, Version, frozen_factory
+from replicator.transport.audit import field_decisions
 from tests.unit.memory_target import recording_publisher
 
 # --- frozen_factory -----------------------------------------------------------------------------------
@@ -152,6 +153,60 @@ def test_audit_record_of_a_new_row_is_the_decision_record_of_its_decisions() -> 
                           fields=op.fields)
         general, fast = producer.sent[-2:]
         assert fast == general
+        # The compact form, and every field's decision it stands for, exactly as the full form lists them.
+        record = orjson.loads(fast[2])
+        assert "fields" not in record and record["new_row"] == {
+            "policy": "last_writer_wins", "outcome": "applied", "reason": new_row_reason(version),
+            "version": _version_dict(version)}
+        assert field_decisions(record) == orjson.loads(orjson.dumps([{
+            "column": d.column, "policy": str(d.policy), "outcome": str(d.outcome), "reason": d.reason,
+            "incoming": d.incoming_value, "incoming_version": _version_dict(d.incoming_version),
+            "current": d.current_value, "current_version": _version_dict(d.current_version),
+            "result": d.result, "written": d.write,
+        } for d in new_row_decisions(op)], default=str))
+        assert len(fast[2]) < len(orjson.dumps({"fields": field_decisions(record)}, default=str)) / 2
+
+
+@pytest.mark.parametrize("change", ["row existed", "two versions", "a refused field", "a delta field"])
+def test_decisions_that_are_not_a_new_rows_keep_the_full_form(change: str) -> None:
+    from replicator.conflict.resolver import new_row_decisions
+
+    publisher, producer = recording_publisher()
+    version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    op = TargetOp(OpKind.UPSERT, "public.order_line", {"id": 42}, {"sku": FieldChange("SKU-42"),
+                  "qty": FieldChange(3)}, version=version, mapping="order_line")
+    decisions = new_row_decisions(op)
+    if change == "row existed":
+        decisions[1] = dataclasses.replace(decisions[1], row_exists=True)
+    elif change == "two versions":
+        decisions[1] = dataclasses.replace(decisions[1], incoming_version=dataclasses.replace(version, ts_ms=1))
+    elif change == "a refused field":
+        decisions[1] = dataclasses.replace(decisions[1], outcome=Outcome.LOST, write=False)
+    else:
+        decisions[1] = dataclasses.replace(decisions[1], policy=Policy.DELTA, outcome=Outcome.DELTA_APPLIED)
+    publisher.decision(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                       transaction="0-1-42", decisions=decisions)
+    record = orjson.loads(producer.sent[-1][2])
+    assert "new_row" not in record and [f["column"] for f in record["fields"]] == ["sku", "qty"]
+    assert field_decisions(record) == record["fields"]
+
+
+def test_the_live_view_reads_both_forms_alike() -> None:
+    from replicator.conflict.resolver import new_row_decisions
+    from replicator.demo.live import FlowCatalog, parse_audit_record
+
+    publisher, producer = recording_publisher()
+    version = Version(1_780_000_000_123, "shop", 2, "0000000000-0000000001-00000000000000000042:0000000000")
+    op = TargetOp(OpKind.UPSERT, "public.order_line", {"id": 42}, {"sku": FieldChange("SKU-42")},
+                  version=version, mapping="order_line")
+    decisions = new_row_decisions(op)
+    publisher.decision(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                       transaction="0-1-42", decisions=decisions)
+    publisher.decision(target="erp-writer", table=op.table, key=op.key, mapping=op.mapping, source="shop",
+                       transaction="0-1-42", decisions=[dataclasses.replace(decisions[0], row_exists=True)])
+    catalog = FlowCatalog(flows=("orders",), rule_flow={"order_line": "orders"}, table_flows={})
+    compact, full = (parse_audit_record(value, 1_780_000_000_500, catalog) for _, _, value in producer.sent[-2:])
+    assert compact == full == ("orders", 377.0, 0)
 
 
 # --- the resolver's Decision objects ------------------------------------------------------------------
