@@ -111,9 +111,16 @@ class ReplayWindow:
     A change of one of `tables` is dropped when its transaction is `before` the point its row was read at
     (`SnapshotProgress.point_of`; no point: not read yet, so not dropped, its later `r` event being the
     newer state). A TRUNCATE (PostgreSQL) passes, and from there on nothing of its table is dropped:
-    consumers empty the table, rows read later included, so every change after it must follow again."""
+    consumers empty the table, rows read later included, so every change after it must follow again.
 
-    __slots__ = ("_before", "_past", "_progress", "_truncated", "_tx", "closed", "newest", "tables")
+    A DELETE passes too, and from there on nothing of its row is dropped: a row deleted before the point it
+    was to be read at is not in that read, so only the delete tells consumers that still hold the row (from
+    an earlier read) that it went; and since it now follows the read, the changes after it (a re-insert)
+    must follow too. Those rows are known in memory only: a capture restarted inside the window after such
+    a delete was acknowledged, and before a re-insert of the same row older than the read, drops that
+    re-insert."""
+
+    __slots__ = ("_before", "_deleted", "_past", "_progress", "_truncated", "_tx", "closed", "newest", "tables")
 
     def __init__(
         self,
@@ -129,6 +136,7 @@ class ReplayWindow:
         self._before = before
         self._past = past
         self._truncated: set[TableId] = set()
+        self._deleted: set[tuple[TableId, str]] = set()  # rows a passed DELETE removed
         self._tx: SourceTransaction | None = None
         self.closed = False
 
@@ -171,6 +179,12 @@ class ReplayWindow:
             self._truncated.add(table)
             return False
         if table not in self.tables or table in self._truncated or self._tx is None:
+            return False
+        row = (table, repr(tuple(change.key.values())))  # repr: a key value may be unhashable (jsonb)
+        if change.op is Op.DELETE:
+            self._deleted.add(row)
+            return False
+        if row in self._deleted:
             return False
         point = self._progress.point_of(table, change.key)
         return point is not None and self._before(self._tx, point)

@@ -1,0 +1,90 @@
+"""ReplayWindow, the filter that keeps a re-read (resumed snapshot, re-snapshot) and the stream consistent:
+a streamed change older than the point its row was read at is already in the row's `r` event and is
+dropped; what a read cannot show (a row deleted before it) must pass, with what follows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from replicator.capture.snapshot import ReplayWindow, SnapshotProgress
+from replicator.events import Op, PostgresPosition, RowChange, SourceTransaction, TableId
+
+TABLE = TableId("public", "item")
+OTHER = TableId("public", "other")
+READ_AT = 100  # every row of TABLE was read again at this point
+
+
+def window() -> ReplayWindow:
+    progress = SnapshotProgress({str(TABLE): [(None, READ_AT)]}, None)
+    return ReplayWindow(progress, frozenset({TABLE}), READ_AT,
+                        lambda tx, point: tx.position.commit_lsn < point,
+                        lambda tx, newest: tx.position.commit_lsn >= newest)
+
+
+def tx(at: int) -> SourceTransaction:
+    return SourceTransaction(f"1:{at}", 0, PostgresPosition(at, at, 1))
+
+
+def change(op: Op, key: int, table: TableId = TABLE) -> RowChange:
+    row: dict[str, Any] = {"id": key, "n": key}
+    return RowChange(table, op, {"id": key}, None if op is Op.CREATE else row, None if op is Op.DELETE else row,
+                     PostgresPosition(0, 0, 1))
+
+
+def test_changes_older_than_the_read_are_dropped_and_newer_ones_pass() -> None:
+    w = window()
+    assert w.covers(tx(50))
+    assert w.drops(change(Op.UPDATE, 4))
+    assert not w.drops(change(Op.UPDATE, 4, OTHER))  # a table not read again
+    assert not w.covers(tx(150)) and w.closed  # past the read: the window closes for good
+    assert not w.covers(tx(60))
+
+
+def test_a_row_deleted_before_the_read_gets_its_delete_and_everything_after_it() -> None:
+    w = window()
+    assert w.covers(tx(40))
+    assert w.drops(change(Op.UPDATE, 3))  # in the read's r event... had the row still existed
+    assert w.covers(tx(50))
+    assert not w.drops(change(Op.DELETE, 3))  # the read does not have the row: only this tells consumers
+    assert w.covers(tx(60))
+    assert not w.drops(change(Op.CREATE, 3))  # re-inserted: follows the delete, so it must follow too
+    assert not w.drops(change(Op.UPDATE, 3))
+    assert w.drops(change(Op.UPDATE, 5))  # other rows as before
+
+
+@given(st.lists(st.tuples(st.sampled_from([Op.CREATE, Op.UPDATE, Op.DELETE]), st.integers(1, 4),
+                          st.integers(1, 99)), max_size=30))
+def test_consumers_end_at_the_rows_the_source_holds_after_the_read(history: list[tuple[Op, int, int]]) -> None:
+    """Rows 1..4 exist before the window; `history` are changes committed before the read (in order), each
+    made only where it is possible. A consumer holding the rows from an earlier read, then getting the
+    read's r events, then the changes the window lets through, ends where the source is."""
+    source = {key: 0 for key in range(1, 5)}
+    committed: list[tuple[int, RowChange]] = []
+    at = 1
+    for op, key, value in history:
+        exists = key in source
+        if (op is Op.CREATE) == exists:
+            continue
+        if op is Op.DELETE:
+            del source[key]
+        else:
+            source[key] = value
+        row = {"id": key, "n": source.get(key)}
+        committed.append((at, RowChange(TABLE, op, {"id": key}, None, None if op is Op.DELETE else row,
+                                        PostgresPosition(at, at, 1))))
+        at += 1
+    consumer = {key: 0 for key in range(1, 5)}  # from the earlier read
+    consumer.update(source)  # the read at READ_AT: an r event for every row the source holds then
+    w = window()
+    for at, c in committed:
+        assert w.covers(tx(at))
+        if not w.drops(c):
+            if c.op is Op.DELETE:
+                consumer.pop(c.key["id"], None)
+            else:
+                assert c.after is not None
+                consumer[c.key["id"]] = c.after["n"]
+    assert consumer == source
