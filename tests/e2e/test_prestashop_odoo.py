@@ -235,10 +235,14 @@ def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides:
 
     from replicator.demo.convergence import convergence_report
 
-    with running_pipeline(sides.config) as pipeline:
+    with contextlib.ExitStack() as closing, running_pipeline(sides.config) as pipeline:
+        # The simulators' connections are closed however the test ends.
         wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
         shops = [ShopSimulator(sides.shop_connect, seed=seed, rate=25) for seed in (11, 12)]
         erp = ErpSimulator(sides.erp_connect, seed=13, rate=20)
+        closing.callback(erp.close)
+        for shop_simulator in shops:
+            closing.callback(shop_simulator.close)
         stop = threading.Event()
         failures: list[BaseException] = []
 
@@ -276,9 +280,6 @@ def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides:
                    lambda: "no report" if report is None else "\n".join(
                        [report.summary(), *(f"{f.name}: {d}" for f in report.flows for d in f.differences[:5]),
                         f"dead letters: {sides.dead_letters()}", _cancel_mismatches(sides)]))
-        for shop in shops:
-            shop.close()
-        erp.close()
     assert report is not None
     checked = {flow.name: flow.checked for flow in report.flows}
     assert checked["orders"] > 200 and checked["stock"] == 20 and checked["payments"] > 0, checked

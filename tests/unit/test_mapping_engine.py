@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -954,9 +954,12 @@ utc_instants = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2
 
 @unhurried
 @given(utc_instants)
+@example(datetime(2016, 10, 30, 1, 0))  # the first instant of the repeated hour (found by hypothesis in CI)
 def test_utc_to_paris_and_back_round_trips_except_in_the_repeated_hour(instant: datetime) -> None:
     local = convert_zone(instant, ZoneInfo("UTC"), PARIS)
-    back = convert_zone(local, PARIS, ZoneInfo("UTC"))
+    # Stored in a DATETIME column and read back, the wall clock no longer knows which occurrence it was
+    # (Python's `fold`, which convert_zone's result still carries).
+    back = convert_zone(local.replace(fold=0), PARIS, ZoneInfo("UTC"))
     second_occurrence = instant.replace(tzinfo=UTC).astimezone(PARIS).fold == 1
 
     # A wall clock cannot tell the two occurrences of 02:30 apart in October: the first one is taken.
