@@ -167,15 +167,12 @@ class ApplyRunner:
         """Consume, decode, reassemble and map in this thread; apply each batch in the writer thread.
 
         Batch N is written (its reads, decisions, writes, progress and commit) by the writer while this thread
-        maps batch N+1, which then waits, mapped, for the writer, and goes on to batch N+2: the database's work
-        and its round trips overlap with the Python work of the next batches (the drivers release the GIL while
-        they wait), and the writer never waits for this thread while a batch is ready. One batch at a time is
-        written and the next one is handed over only when it is done, so every read of batch N+1 happens after
-        batch N committed (mapping reads nothing of the target), and the progress stored with a batch covers no
-        more than it: what the assembler has read beyond the batch stays unapplied
-        (`TransactionAssembler.resume_offsets`). A batch's audit records are published once it committed, while
-        the writer writes the next one. Dead-letter retries and the retries of deferred units run here, between
-        batches, when the writer is idle and nothing is waiting for it."""
+        prepares batch N+1 up to its mapping: the database's work and its round trips overlap with the Python
+        work of the next batch (the drivers release the GIL while they wait). One batch at a time is written
+        and the next one is handed over only when it is done, so every read of batch N+1 happens after batch
+        N committed, and the progress stored with a batch covers no more than it: what the assembler has read
+        beyond the batch stays unapplied (`TransactionAssembler.resume_offsets`). Dead-letter retries and the
+        retries of deferred units run here, between batches, when the writer is idle."""
         pending: list[tuple[str, Unit]] = []
         first_ready = 0.0
         limit = self.target.batch_max_events
@@ -184,44 +181,32 @@ class ApplyRunner:
         last_deferred_try = 0.0
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.target.name}-writer")
         writing: Future[tuple[BatchResult, list[str]]] | None = None
-        # The next batch, mapped, waiting for the writer (at most one: memory stays about three batches).
-        waiting: tuple[list[tuple[str, Unit]], list[MappedUnit | None]] | None = None
 
-        def advance(*, block: bool) -> None:
-            """When the batch being written is done (`block`: wait for it), give the writer the waiting batch,
-            then finish the written one (its audit records, stats); its failure is this loop's."""
-            nonlocal writing, waiting
+        def written() -> None:
+            """Wait for the batch being written and finish it; its failure is this loop's."""
+            nonlocal writing
             if writing is not None:
-                if not block and not writing.done():
-                    return
                 done, writing = writing, None
-                result = done.result()
-                if waiting is not None:
-                    writing, waiting = writer.submit(self._apply, *waiting), None
-                self._finish(*result)
-            elif waiting is not None:
-                writing, waiting = writer.submit(self._apply, *waiting), None
-
-        def drain() -> None:
-            """Write every batch handed over, so that the writer is idle."""
-            while writing is not None or waiting is not None:
-                advance(block=True)
+                self._finish(*done.result())
 
         def hand_over(batch: list[tuple[str, Unit]]) -> None:
-            """Map the batch and queue it for the writer (waiting for room first)."""
-            nonlocal waiting
+            """Map the batch, wait for the one being written, give the writer this one, and only then finish
+            the previous one (its audit records): publishing them overlaps with the writing of this one."""
+            nonlocal writing
             mapped = [self.applier.map_unit(unit) if unit.error is None else None for _, unit in batch]
-            while waiting is not None:
-                advance(block=True)
-            waiting = (batch, mapped)
-            advance(block=False)
+            previous, writing = writing, None
+            done = previous.result() if previous is not None else None  # its failure is this loop's
+            writing = writer.submit(self._apply, batch, mapped)
+            if done is not None:
+                self._finish(*done)
 
         try:
             while not self._stopping.is_set():
-                advance(block=False)
+                if writing is not None and writing.done():
+                    written()
                 if time.monotonic() - last_retry_check >= 1.0 and not pending:
                     last_retry_check = time.monotonic()
-                    drain()
+                    written()
                     self.applier.process_retries()
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
                 with self._assembly:
@@ -237,12 +222,12 @@ class ApplyRunner:
                     pending = []
                 elif self._deferred and time.monotonic() - last_deferred_try >= 0.5:
                     last_deferred_try = time.monotonic()
-                    drain()
+                    written()
                     if self._deferred:
                         self._finish(*self._apply([]))
             if pending:
                 hand_over(pending)
-            drain()
+            written()
         finally:
             # On a failure here, the batch being written still ends (committed or rolled back) before the
             # connection is closed; its own failure, if any, is then secondary.
