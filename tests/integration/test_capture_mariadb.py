@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import random
 import threading
 import time
@@ -361,6 +362,33 @@ def test_truncate_of_a_captured_table_is_published_as_a_truncate_event(
     assert [m["status"] for m in markers] == ["BEGIN", "END"] * 3
     assert markers[1]["id"] == truncate["source"]["gtid"]
     assert markers[1]["data_collections"] == [{"data_collection": f"{maria.database}.item", "event_count": 1}]
+
+
+def test_rows_a_partition_statement_removes_without_row_events_are_reported_not_passed_over(
+    devstack: ConnectionSettings, maria: Source, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bootstrap = devstack.kafka_bootstrap
+    maria.sql("CREATE TABLE item (id INT PRIMARY KEY, name VARCHAR(20)) "
+              "PARTITION BY RANGE (id) (PARTITION low VALUES LESS THAN (10), PARTITION high VALUES LESS THAN MAXVALUE)",
+              "CREATE TABLE other (id INT PRIMARY KEY) PARTITION BY HASH (id) PARTITIONS 2",
+              "INSERT INTO item VALUES (1, 'one'), (20, 'twenty')", "INSERT INTO other VALUES (1)")
+    config = maria.config(tmp_path, bootstrap, ["item"])
+    with caplog.at_level(logging.WARNING, logger="replicator.capture.mariadb.source"), \
+            capture_thread(config, maria.name):
+        read_topics(bootstrap, [maria.topic("item")], until=2, quiet_s=0.5)  # streaming from here
+        maria.sql("ALTER TABLE other TRUNCATE PARTITION p0",  # not captured: nothing to say
+                  "ALTER TABLE item TRUNCATE PARTITION low",
+                  f"ALTER TABLE `{maria.database}`.`item` DROP PARTITION high",
+                  "INSERT INTO item VALUES (5, 'five')")  # capture goes on
+        records = read_topics(bootstrap, [maria.topic("item")], until=3)
+    assert [(r.value["op"], r.key) for r in records] == [("r", {"id": 1}), ("r", {"id": 20}), ("c", {"id": 5})]
+    warnings = [r.getMessage() for r in caplog.records if "PARTITION on captured table" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    prefix = f"source {maria.name}: %s PARTITION on captured table {maria.database}.item at "
+    assert warnings[0].startswith(prefix % "TRUNCATE")
+    assert "ALTER TABLE item TRUNCATE PARTITION low" in warnings[0]
+    assert warnings[1].startswith(prefix % "DROP")
+    assert "Re-read the table (replicator snapshot)" in warnings[1]
 
 
 # --- configuration and position errors --------------------------------------------------------------
