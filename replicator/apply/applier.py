@@ -116,6 +116,7 @@ class Applier:
         target_system: str,
         target_priority: int = 100,
         local_times: Mapping[str, tuple[str, str]] | None = None,
+        tracked_columns: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.dialect = dialect
         self.ops_for = ops_for
@@ -124,6 +125,8 @@ class Applier:
         self.target_priority = target_priority
         # Per target table: the column that dates local edits and its time zone (mapping `local_time`).
         self.local_times = {table: (column, ZoneInfo(zone)) for table, (column, zone) in (local_times or {}).items()}
+        # Per target table: every column some rule writes (whose local edits `_adopt_local_edits` pins).
+        self.tracked_columns = {table: frozenset(columns) for table, columns in (tracked_columns or {}).items()}
         self.shapes = TableShapes(dialect)
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
@@ -634,6 +637,9 @@ class Applier:
             if op.kind is OpKind.INSERT:
                 raise SkippableRecordError(f"{op.mapping}: {op.table}: row {dict(zip(pk, key, strict=True))} exists")
             if writes:
+                if cached.xact_ts_ms is not None:
+                    self._adopt_local_edits(op, cached, writes, resolution.versions)
+                    store.versions_changed(op.table, key)
                 store.update(op.table, pk, key, writes)
                 cached.values.update(writes)
         else:
@@ -676,9 +682,35 @@ class Applier:
             return int(stored["rank"])
         return _rank_of_current(change, values)
 
+    def _adopt_local_edits(self, op: TargetOp, cached: CachedRow, writes: Mapping[str, Any],
+                           recorded: Mapping[str, Any]) -> None:
+        """Before the replicator writes a row that a local transaction wrote last: pin the time of that row's
+        local edits into the versions of the fields that hold them (and that this write leaves alone).
+
+        PostgreSQL dates a row, not a field: once our write commits, the row's commit time is ours, and a
+        later decision about a field edited locally before it would credit that edit with our time, later
+        than it was. The other side decides against the edit's own commit time (its change event's), so
+        the two would disagree about an incoming value made in between. Only last_writer_wins fields
+        (no rank) are pinned; a field whose local time is unknown later is decided as before."""
+        assert cached.values is not None and cached.xact_ts_ms is not None
+        local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
+        entries = cached.field_versions()
+        for column, stored in list(entries.items()):
+            if column in writes or column in recorded or column not in cached.values:
+                continue
+            if not isinstance(stored, dict) or stored.get("rank") is not None:
+                continue
+            current = cached.values[column]
+            if canonical(current) != stored.get("val"):
+                entries[column] = version_json(local, current, None)
+        cached.xact_ts_ms = None  # the row's last writer is about to be us
+
     def _columns_to_read(self, table: str, columns: Iterable[str]) -> list[str]:
+        wanted = {*columns, *self.tracked_columns.get(table, ())}
         local_time = self.local_times.get(table)
-        return sorted({*columns, local_time[0]} if local_time is not None else set(columns))
+        if local_time is not None:
+            wanted.add(local_time[0])
+        return sorted(wanted)
 
     def _local_version(self, table: str, cached: CachedRow | None) -> Version | None:
         """When the row was last written by someone else than us: the database's commit time (PostgreSQL),

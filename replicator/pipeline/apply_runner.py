@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +76,7 @@ class ApplyRunner:
         *,
         target_priority: int,
         local_times: Mapping[str, tuple[str, str]] | None = None,
+        tracked_columns: Mapping[str, Iterable[str]] | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.target = target
@@ -83,7 +84,8 @@ class ApplyRunner:
         self.sources = sources
         self.bootstrap = bootstrap
         self.applier = Applier(dialect, ops_for, consumer=target.name, target_system=target.system,
-                               target_priority=target_priority, local_times=local_times)
+                               target_priority=target_priority, local_times=local_times,
+                               tracked_columns=tracked_columns)
         self.stats = ApplyStats()
         self.on_batch = on_batch
         self._stopping = threading.Event()
@@ -449,5 +451,10 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
         for rule in mapping_set.rules
         if rule.target.system == target.system and rule.target.local_time is not None
     }
+    tracked_columns: dict[str, set[str]] = {}
+    for rule in mapping_set.rules:
+        if rule.target.system == target.system:
+            tracked_columns.setdefault(mapping_set.qualified(rule.target), set()).update(rule.fields)
     return ApplyRunner(target, dialect, ops_for, sources, config.kafka.bootstrap(),
-                       target_priority=mapping_set.systems[target.system].priority, local_times=local_times)
+                       target_priority=mapping_set.systems[target.system].priority, local_times=local_times,
+                       tracked_columns=tracked_columns)

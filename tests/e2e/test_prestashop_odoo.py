@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from replicator.devstack import ConnectionSettings
 from replicator.simulate.erp import ErpSimulator
@@ -191,6 +192,52 @@ def test_a_shop_edit_whose_date_upd_and_binlog_second_differ_loses_to_an_erp_edi
                    "the ERP's later e-mail on both sides", 60, pipeline, lambda: f"{emails()}\n{_describe(sides)}")
         time.sleep(2)  # anything still in flight would change one side now
         assert emails() == ("race.erp@example.com", "race.erp@example.com")
+    assert sides.dead_letters() == []
+
+
+def test_an_erp_edit_keeps_its_own_time_when_the_replicator_writes_another_field_of_its_row_later(
+    sides: ShopErp, tmp_path: Path,
+) -> None:
+    """PostgreSQL dates rows, not fields. An ERP e-mail edit, then a shop name edit written into the same
+    partner row by the replicator, then a shop e-mail edit made after the ERP's: the ERP applier must date
+    its local e-mail edit by that edit's commit, not by the replicator's later write of the row, as the shop
+    side dates it (by its change event). Both sides end with the shop's later e-mail."""
+    config = yaml.safe_load(sides.config.read_text())
+    erp_only = tmp_path / "erp-only.yaml"  # first the ERP's applier alone: the shop learns of nothing yet
+    erp_only.write_text(yaml.safe_dump({**config, "targets": [t for t in config["targets"] if t["system"] == "erp"]}))
+    paris = ZoneInfo("Europe/Paris")
+    with running_pipeline(sides.config) as pipeline:  # the e-mail replicated both ways once: versions on both sides
+        wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+        partner = sides.erp_one("SELECT id FROM res_partner WHERE ref = 'PS-C1'")
+        sides.erp_sql("UPDATE res_partner SET email = 'first.erp@example.com', write_date = now() AT TIME ZONE 'UTC' "
+                      "WHERE id = %s", (partner,))
+        wait_until(lambda: sides.shop_one("SELECT email FROM ps_customer WHERE id_customer = 1")
+                   == "first.erp@example.com", "the ERP's first e-mail in the shop", 60, pipeline)
+    with running_pipeline(erp_only):
+        sides.erp_sql("UPDATE res_partner SET email = 'local.erp@example.com', write_date = now() AT TIME ZONE 'UTC' "
+                      "WHERE id = %s", (partner,))
+        edited = float(sides.erp_one("SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM res_partner "
+                                     "WHERE id = %s", (partner,)))
+        # The shop's e-mail edit will be dated the next whole second: after the ERP's.
+        dated = int(edited) + 1
+        time.sleep(max(0.0, dated + 0.2 - time.time()))
+        sides.shop_sql("UPDATE ps_customer SET firstname = 'Alicia', date_upd = %s WHERE id_customer = 1",
+                       (datetime.now(paris).replace(tzinfo=None, microsecond=0),))
+        wait_until(lambda: sides.erp_one("SELECT name FROM res_partner WHERE id = %s", (partner,)) == "Alicia Martin",
+                   "the shop's name edit in the partner row", 60)
+        assert sides.erp_one("SELECT (pg_xact_commit_timestamp_origin(xmin)).roident <> 0 FROM res_partner "
+                             "WHERE id = %s", (partner,))  # the row's last writer is now the replicator
+        sides.shop_sql("UPDATE ps_customer SET email = 'later.shop@example.com', date_upd = %s WHERE id_customer = 1",
+                       (datetime.fromtimestamp(dated, paris).replace(tzinfo=None),))
+        wait_until(lambda: sides.erp_one("SELECT email FROM res_partner WHERE id = %s",
+                                         (partner,)) == "later.shop@example.com",
+                   "the shop's later e-mail in the ERP", 60, describe=lambda: _describe(sides))
+    with running_pipeline(sides.config):  # now the shop hears of the ERP's older edit: it loses there too
+        time.sleep(5)
+        assert sides.shop_sql("SELECT firstname, email FROM ps_customer WHERE id_customer = 1") == [
+            ("Alicia", "later.shop@example.com")]
+        assert sides.erp_sql("SELECT name, email FROM res_partner WHERE id = %s", (partner,)) == [
+            ("Alicia Martin", "later.shop@example.com")]
     assert sides.dead_letters() == []
 
 

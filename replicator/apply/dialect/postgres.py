@@ -89,8 +89,13 @@ class PostgresDialect(TargetDialect):
             raise RetriableError("target connection is not open")
         return self._conn
 
-    # track_commit_timestamp=on (required, as for capture) dates the transaction that last wrote a row.
-    row_written_ms_sql = "(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint"
+    # track_commit_timestamp=on (required, as for capture) dates the transaction that last wrote a row. Only
+    # a local transaction's time is wanted: one under a replication origin (the replicator's writers) says
+    # nothing about when the row's local edits were made (Applier._adopt_local_edits pinned them first).
+    row_written_ms_sql = (
+        "CASE WHEN (pg_xact_commit_timestamp_origin(xmin)).roident = 0 THEN "
+        "(extract(epoch FROM (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000)::bigint END"
+    )
 
     def row_versions(self, table: str, row_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         # One array parameter instead of an IN list: one plan, and the primary key index, whatever the count.
