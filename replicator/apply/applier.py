@@ -637,8 +637,7 @@ class Applier:
             if op.kind is OpKind.INSERT:
                 raise SkippableRecordError(f"{op.mapping}: {op.table}: row {dict(zip(pk, key, strict=True))} exists")
             if writes:
-                if cached.xact_ts_ms is not None:
-                    self._adopt_local_edits(op, cached, writes, resolution.versions)
+                if cached.xact_ts_ms is not None and self._adopt_local_edits(cached, writes, resolution.versions):
                     store.versions_changed(op.table, key)
                 store.update(op.table, pk, key, writes)
                 cached.values.update(writes)
@@ -682,8 +681,7 @@ class Applier:
             return int(stored["rank"])
         return _rank_of_current(change, values)
 
-    def _adopt_local_edits(self, op: TargetOp, cached: CachedRow, writes: Mapping[str, Any],
-                           recorded: Mapping[str, Any]) -> None:
+    def _adopt_local_edits(self, cached: CachedRow, writes: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:
         """Before the replicator writes a row that a local transaction wrote last: pin the time of that row's
         local edits into the versions of the fields that hold them (and that this write leaves alone).
 
@@ -691,9 +689,11 @@ class Applier:
         later decision about a field edited locally before it would credit that edit with our time, later
         than it was. The other side decides against the edit's own commit time (its change event's), so
         the two would disagree about an incoming value made in between. Only last_writer_wins fields
-        (no rank) are pinned; a field whose local time is unknown later is decided as before."""
+        (no rank) are pinned; a field whose local time is unknown later is decided as before. Returns whether
+        a version was pinned."""
         assert cached.values is not None and cached.xact_ts_ms is not None
         local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
+        pinned = False
         entries = cached.field_versions()
         for column, stored in list(entries.items()):
             if column in writes or column in recorded or column not in cached.values:
@@ -703,7 +703,9 @@ class Applier:
             current = cached.values[column]
             if canonical(current) != stored.get("val"):
                 entries[column] = version_json(local, current, None)
+                pinned = True
         cached.xact_ts_ms = None  # the row's last writer is about to be us
+        return pinned
 
     def _columns_to_read(self, table: str, columns: Iterable[str]) -> list[str]:
         wanted = {*columns, *self.tracked_columns.get(table, ())}
