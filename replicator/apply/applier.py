@@ -125,8 +125,10 @@ class Applier:
         self.target_priority = target_priority
         # Per target table: the column that dates local edits and its time zone (mapping `local_time`).
         self.local_times = {table: (column, ZoneInfo(zone)) for table, (column, zone) in (local_times or {}).items()}
-        # Per target table: every column some rule writes (whose local edits `_adopt_local_edits` pins).
-        self.tracked_columns = {table: frozenset(columns) for table, columns in (tracked_columns or {}).items()}
+        # Per target table: every column some rule writes, whose local edits `_adopt_local_edits` pins; only
+        # where the database dates rows (PostgreSQL): elsewhere there is nothing to pin, so nothing more to read.
+        self.tracked_columns = {table: frozenset(columns) for table, columns in (tracked_columns or {}).items()
+                                if dialect.row_written_ms_sql is not None}
         self.shapes = TableShapes(dialect)
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
