@@ -23,5 +23,7 @@ CREATE TABLE IF NOT EXISTS replicator_mirror_move (
   origin VARCHAR(64) NULL,
   state VARCHAR(16) NOT NULL,
   quantity DECIMAL(20,6) NOT NULL DEFAULT 0,
+  -- The shop order of a move whose origin is 'PS<id_order>' (rule erp_move_shop_order), else NULL.
+  id_order INT NULL,
   KEY product_id (product_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

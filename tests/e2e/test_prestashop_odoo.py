@@ -274,6 +274,40 @@ def test_a_restock_never_resurrects_units_the_shop_sold_while_the_erp_was_away(s
     assert sides.dead_letters() == []
 
 
+def test_units_shipped_for_an_order_the_shop_cancelled_meanwhile_are_not_sold_again(sides: ShopErp) -> None:
+    """The warehouse ships a shop order while the shop, not yet told, cancels it (a business conflict the
+    replicator cannot undo: the units left). The shop must not count the shipped units as sellable: its
+    quantity ends at the ERP's free quantity, not that plus the cancelled order's."""
+    product_shop, product_erp = sides.shop_product(REF), sides.erp_product(REF)
+    sides.shop_sql("UPDATE ps_stock_available SET quantity = 10, physical_quantity = 10 WHERE id_product = %s",
+                   (product_shop,))
+    sides.erp_sql("UPDATE stock_quant SET quantity = CASE WHEN quantity > 0 THEN 10 ELSE -10 END "
+                  "WHERE product_id = %s", (product_erp,))
+    with simulators(sides) as (shop, erp):
+        with running_pipeline(sides.config) as pipeline:
+            wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+            assert sides.shop_quantity(REF) == 10
+            order = shop.place_order(1, [(product_shop, 3)])
+            assert order is not None
+            wait_until(lambda: sides.sale_order_of(order) is not None, "the order in the ERP", 60, pipeline)
+        # While the replicator is away: the ERP reserves and ships the order, the shop (still at 'payment
+        # accepted' or 'awaiting payment') cancels it and gives the 3 units back to its own counter.
+        sale_order = sides.sale_order_of(order)
+        assert sale_order is not None and erp.confirm_and_reserve(sale_order) and erp.deliver(sale_order)
+        assert shop.cancel_order(order)
+        assert sides.shop_quantity(REF) == 10
+        with running_pipeline(sides.config) as pipeline:
+            wait_until(lambda: sides.erp_one("SELECT state FROM sale_order WHERE id = %s", (sale_order,)) == "cancel",
+                       "the cancellation in the ERP", 60, pipeline)
+            erp.release_cancelled()  # the order's lines are cancelled; its done delivery stays done
+            assert sides.erp_free_quantity(REF) == 7
+            wait_until(lambda: sides.shop_quantity(REF) == 7, "the shipped units gone from the shop too", 60,
+                       pipeline, lambda: f"shop quantity {sides.shop_quantity(REF)}")
+            time.sleep(3)  # nothing later puts them back
+            assert sides.shop_quantity(REF) == 7
+    assert sides.dead_letters() == []
+
+
 def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides: ShopErp) -> None:
     """Two shop sessions (concurrent orders on the same products), the ERP, partner edits on both sides,
     restocks, other-channel sales and cancellations, all at once; then the ERP settles its pending orders and,
