@@ -215,12 +215,15 @@ class Applier:
         *,
         may_defer: Callable[[Unit], bool] = lambda unit: False,
         mapped: Sequence[MappedUnit | None] | None = None,
+        before_commit: Callable[[list[UnitOutcome]], None] | None = None,
     ) -> BatchResult:
         """Apply `units` (each tagged with its source name in `sources`) and, in the same transaction, the
         progress that `progress_for` derives from what was applied (deferred units are not).
 
         `mapped`: per unit, what `map_unit` gave for it if the caller mapped it already (while the previous
-        batch was written), else None; the ops are used once, by the optimistic pass."""
+        batch was written), else None; the ops are used once, by the optimistic pass. `before_commit`: called
+        with the outcomes once everything is written, before the commit (the audit records, which must be
+        durable before the decisions are); if it raises, the batch is rolled back."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
@@ -232,6 +235,8 @@ class Applier:
                 dialect.begin()
                 outcomes = self._apply_all(units, sources, isolate=True, may_defer=may_defer)
             dialect.save_progress(self.consumer, progress_for(outcomes))
+            if before_commit is not None:
+                before_commit(outcomes)
             dialect.commit()
         except _transient_error_types() as exc:
             # A deadlock with a local transaction (a shop order locking the stock row the batch recomputes),

@@ -35,6 +35,8 @@ from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, tra
 
 log = logging.getLogger(__name__)
 
+# How long a batch waits for Kafka to confirm its audit records before it is rolled back (and retried).
+AUDIT_CONFIRM_TIMEOUT_S = 30.0
 GC_THRESHOLDS = (1_000_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
 SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while the runner applies (see run)
 
@@ -105,9 +107,12 @@ class ApplyRunner:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _publish(self, result: BatchResult, names: list[str]) -> None:
+    def _publish(self, outcomes: list[UnitOutcome], names: list[str]) -> None:
+        """The batch's audit and dead-letter records, confirmed by Kafka, before its target transaction commits:
+        a crash can then repeat a batch's records (it is applied again), never lose them."""
         if self.audit is not None:
-            _publish_outcomes(self.audit, self.target.name, result, names)
+            _publish_outcomes(self.audit, self.target.name, outcomes, names)
+            self.audit.flush(AUDIT_CONFIRM_TIMEOUT_S)
 
     def run(self) -> ApplyStats:
         self.dialect.connect()
@@ -193,7 +198,7 @@ class ApplyRunner:
 
         def hand_over(batch: list[tuple[str, Unit]]) -> None:
             """Map the batch, wait for the one being written, give the writer this one, and only then finish
-            the previous one (its audit records): publishing them overlaps with the writing of this one."""
+            the previous one (its stats and hook)."""
             nonlocal writing
             mapped = [self.applier.map_unit(unit) if unit.error is None else None for _, unit in batch]
             previous, writing = writing, None
@@ -339,7 +344,8 @@ class ApplyRunner:
             progress.positions.update(positions_of(applied))
             return progress
 
-        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped)
+        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped,
+                                          before_commit=lambda outcomes: self._publish(outcomes, names))
         for name, outcome in zip(names, result.outcomes, strict=True):
             if outcome.deferred:
                 self._deferred.append((name, outcome.unit))
@@ -349,8 +355,7 @@ class ApplyRunner:
 
     def _finish(self, result: BatchResult, names: list[str]) -> None:
         """After a batch committed, in the loop's thread (the writer goes on with the next batch meanwhile):
-        its audit records, the stats, the on_batch hook."""
-        self._publish(result, names)
+        the stats, the on_batch hook."""
         self.stats.batches += 1
         self.stats.units += len(result.outcomes)
         events = dead_letters = 0
@@ -365,10 +370,10 @@ class ApplyRunner:
             self.on_batch(result)
 
 
-def _publish_outcomes(audit: AuditPublisher, target: str, result: BatchResult, names: list[str]) -> None:
+def _publish_outcomes(audit: AuditPublisher, target: str, outcomes: list[UnitOutcome], names: list[str]) -> None:
     last_version: Version | None = None
     reason = ""
-    for name, outcome in zip(names, result.outcomes, strict=True):
+    for name, outcome in zip(names, outcomes, strict=True):
         unit = outcome.unit
         if outcome.dead_letter is not None or outcome.held_behind is not None:
             audit.dead_letter(
@@ -391,7 +396,6 @@ def _publish_outcomes(audit: AuditPublisher, target: str, result: BatchResult, n
             audit.new_row(target=target, table=op.table, key=op.key, mapping=op.mapping, source=name,
                           transaction=unit.transaction_id, version=version, reason=reason,
                           fields=op.fields)
-    audit.poll()
 
 
 def target_dialect(target: TargetConfig) -> TargetDialect:

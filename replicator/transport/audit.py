@@ -1,8 +1,11 @@
 """Publishing apply decisions to `replicator.audit` and dead letters to `replicator.dlq`.
 
-Records are published after the target transaction that made the decisions committed, so the topics
-never tell of a decision the target does not hold. The target's own tables (row versions, dead letters)
-remain the record of truth; a crash between commit and publish can lose the topic copy of one batch.
+An applier publishes a batch's records, and waits until Kafka confirmed them, before the target
+transaction that made the decisions commits: a crash can never lose the record of a committed decision.
+It can repeat one: a batch whose records were published but which did not commit is applied again after
+the restart and published again, later in the topic, so the last record of a source transaction and key
+is the decision the target holds. The target's own tables (row versions, dead letters) remain the record
+of truth.
 
 An applied record lists its fields' decisions (`fields`). The commonest one, a row the target did not
 hold created from one change with every field last_writer_wins, is written compactly instead: the
@@ -19,7 +22,7 @@ import orjson
 from confluent_kafka import Producer
 
 from replicator.conflict.policies import Outcome
-from replicator.errors import FatalError
+from replicator.errors import FatalError, RetriableError
 from replicator.mapping.ops import Policy
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
 
@@ -122,9 +125,13 @@ class AuditPublisher:
             raise FatalError(self._failure)
 
     def flush(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout)
+        """Wait until Kafka confirmed every record produced so far (librdkafka sends at once, whatever
+        linger.ms); a refused record is fatal, an unconfirmed one after `timeout` retriable."""
+        remaining = self._producer.flush(timeout)
         if self._failure is not None:
             raise FatalError(self._failure)
+        if remaining:
+            raise RetriableError(f"{remaining} audit records still unconfirmed by Kafka after {timeout:.0f}s")
 
 
 def _new_row_decisions(decisions: list[Any]) -> bool:

@@ -22,6 +22,7 @@ from replicator.config import load_config
 from replicator.devstack import ConnectionSettings
 from replicator.pipeline.capture_runner import build_capture
 from replicator.transport.audit import field_decisions
+from replicator.transport.topics import transaction_topic
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
@@ -229,6 +230,7 @@ def test_kill_9_of_the_applier_never_applies_a_delta_twice(
         target_options={"batch_max_events": 50, "batch_max_ms": 5},
     )
     rng = random.Random(7)
+    started_ms = int(time.time() * 1000)
     products = 20
     sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
                    + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
@@ -274,6 +276,18 @@ def test_kill_9_of_the_applier_never_applies_a_delta_twice(
         assert dict(sides.erp_sql("SELECT id, sold FROM product_sales")) == expected
         assert kills >= 5 and writes == 1500
         assert sides.dead_letters("erp") == []
+        # Every applied source transaction has its audit record, whatever instruction the kills hit: records
+        # are confirmed by Kafka before their batch commits (a rolled-back batch's may be repeated).
+        ends = [r.value for r in read_topics(devstack.kafka_bootstrap, [transaction_topic(sides.shop_source)],
+                                             quiet_s=2) if r.value and r.value.get("status") == "END"]
+        # The updates made before the capture's snapshot are in its rows, not transactions of their own.
+        updates = {e["id"] for e in ends}
+        assert 1400 < len(updates) <= 1500
+        audited = {r.value["transaction"] for r in read_topics(devstack.kafka_bootstrap, ["replicator.audit"],
+                                                               quiet_s=2, since_ms=started_ms)
+                   if r.value and r.value.get("target") == sides.erp_target and r.value.get("table") ==
+                   "public.product_sales"}
+        assert updates <= audited, f"{len(updates - audited)} applied transactions without an audit record"
     finally:
         applier.send_signal(signal.SIGTERM)
         applier.wait(60)

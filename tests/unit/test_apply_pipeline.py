@@ -84,7 +84,7 @@ def apply_batches(batches: list[list[Unit]], *, shortcuts: bool, mapped: bool,
             names = ["shop"] * len(units)
             result = applier.apply_batch(units, names, lambda outcomes: Progress(),
                                          mapped=[applier.map_unit(u) for u in units] if mapped else None)
-            apply_runner._publish_outcomes(audit, "erp-writer", result, names)
+            apply_runner._publish_outcomes(audit, "erp-writer", result.outcomes, names)
             results.append(result.outcomes)
     return target, results, producer.sent
 
