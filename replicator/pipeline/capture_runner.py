@@ -2,7 +2,8 @@
 
 The source position of a transaction is acknowledged only once Kafka confirmed every message of it
 and of every transaction before it (AckTracker). Transactions carrying the replicator's loop tag are
-not published (unless configured), but their positions still flow through the tracker in order.
+not published (unless configured): an `echo_suppressed` audit record stands for each, and their positions
+still flow through the tracker in order.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSetti
 from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
 from replicator.errors import ConfigError, FatalError
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
+from replicator.transport.audit import echo_suppressed_record
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
-from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
+from replicator.transport.topics import AUDIT_TOPIC, offsets_topic, table_topic, transaction_topic
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def capture_topics(source_name: str, tables: list[TableId], settings: TopicSetti
         for t in tables
     ]
     specs.append(TopicSpec(transaction_topic(source_name), 1, settings.replication_factor, retention))
+    specs.append(TopicSpec(AUDIT_TOPIC, settings.partitions, settings.replication_factor, retention))
     specs.append(
         TopicSpec(offsets_topic(source_name), 1, settings.replication_factor, (("cleanup.policy", "compact"),))
     )
@@ -130,6 +133,7 @@ class CaptureRunner:
         wall_clock = time.time
         clock = time.monotonic
         tx_topic = self._tx_topic
+        source_name = self.info.name
         tombstones = self.tombstones
         publish_own_writes = self.publish_own_writes
         truncate, delete = Op.TRUNCATE, Op.DELETE
@@ -190,6 +194,11 @@ class CaptureRunner:
                 in_tx.clear()
                 if skip:
                     stats.skipped_own_transactions += 1
+                    # Its audit record counts as the transaction's message: its position is acknowledged only
+                    # once Kafka has the record, so a crash never loses it.
+                    echo_key, echo_value = echo_suppressed_record(source_name, tx.id, tx.origin)
+                    produce(AUDIT_TOPIC, echo_key, echo_value, callback)
+                    sent = 1
                     continue
                 encoder.start(tx, ts_ms=int(wall_clock() * 1000), last_commit_lsn=last_commit_lsn)
                 if not tx.snapshot:

@@ -115,10 +115,6 @@ class AuditPublisher:
         self._send(AUDIT_TOPIC, {"target": target, "transaction": transaction},
                    {k: v for k, v in record.items() if k != "envelopes"})
 
-    def echo_suppressed(self, *, source: str, transaction: str, origin: str) -> None:
-        self._send(AUDIT_TOPIC, {"source": source, "transaction": transaction},
-                   {"decision": "echo_suppressed", "source": source, "transaction": transaction, "origin": origin})
-
     def poll(self) -> None:
         self._producer.poll(0)
         if self._failure is not None:
@@ -132,6 +128,15 @@ class AuditPublisher:
             raise FatalError(self._failure)
         if remaining:
             raise RetriableError(f"{remaining} audit records still unconfirmed by Kafka after {timeout:.0f}s")
+
+
+def echo_suppressed_record(source: str, transaction: str, origin: str | None) -> tuple[bytes, bytes]:
+    """Key and value of the record a capture publishes for a transaction it does not publish because the
+    replicator wrote it (`origin`: its tag, the writer session's replication origin or `skip_replication`)."""
+    key = orjson.dumps({"source": source, "transaction": transaction})
+    value = orjson.dumps({"decision": "echo_suppressed", "source": source, "transaction": transaction,
+                          "origin": origin})
+    return key, value
 
 
 def _new_row_decisions(decisions: list[Any]) -> bool:

@@ -12,6 +12,7 @@ import pytest
 
 from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
 from tests.support.sides import Sides, drop_origins, make_sides
 
@@ -129,9 +130,10 @@ def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without
 
 
 def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_same_rows_flow_back(
-    sides: Sides,
+    sides: Sides, devstack: ConnectionSettings,
 ) -> None:
     customers = 10
+    started_ms = int(time.time() * 1000)
     for n in range(customers):
         sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email, phone) VALUES (%s, 'Doe', %s, '0')",
                        (f"C{n}", f"c{n}@shop.example"))
@@ -165,6 +167,12 @@ def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_s
     # Only the genuine ERP edits reached the shop: none of the ERP writes the replicator made came back.
     assert applied_in_shop == erp_edits
     assert skipped_by_erp_capture >= 1
+    # Each transaction the ERP capture did not publish has its echo_suppressed audit record, with its tag.
+    audit = read_topics(devstack.kafka_bootstrap, ["replicator.audit"], quiet_s=2, since_ms=started_ms)
+    echoes = [r.value for r in audit
+              if r.value and r.value.get("decision") == "echo_suppressed" and r.value["source"] == sides.erp_source]
+    assert len({e["transaction"] for e in echoes}) >= skipped_by_erp_capture
+    assert {e["origin"].startswith("replicator") for e in echoes} == {True}
     assert dict(sides.shop_sql("SELECT id_customer, phone FROM ps_customer")) == expected_phones
 
 

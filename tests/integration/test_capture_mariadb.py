@@ -268,6 +268,7 @@ def test_own_writes_tagged_with_skip_replication_are_not_published(
     devstack: ConnectionSettings, maria: Source, tmp_path: Path
 ) -> None:
     bootstrap = devstack.kafka_bootstrap
+    started_ms = int(time.time() * 1000)
     maria.sql("CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(50), phone VARCHAR(20))",
               "INSERT INTO customer VALUES (1, 'a@x', NULL)")
     config = maria.config(tmp_path, bootstrap, ["customer"])
@@ -310,6 +311,12 @@ def test_own_writes_tagged_with_skip_replication_are_not_published(
     assert [(m["status"], m["id"]) for m in markers] == [("BEGIN", user_gtid), ("END", user_gtid)]
     assert own_gtid not in {r.value["source"]["gtid"] for r in customers}
     assert stats.skipped_own_transactions == 1
+    # Instead of its events, the own transaction has its echo_suppressed audit record, with its tag.
+    echoes = [r.value for r in read_topics(bootstrap, ["replicator.audit"], quiet_s=1, since_ms=started_ms)
+              if r.value and r.value.get("source") == maria.name]
+    assert echoes == [{"decision": "echo_suppressed", "source": maria.name, "transaction": own_gtid,
+                       "origin": echoes[0]["origin"]}]
+    assert echoes[0]["origin"]
     # The own transaction went through the acknowledgements all the same, before the user's.
     assert seq_of(own_gtid)[1] < seq_of(user_gtid)[1]
     assert getattr(stats.acknowledged, "gtid", None) == user_gtid
