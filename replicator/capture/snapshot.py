@@ -116,9 +116,11 @@ class ReplayWindow:
     A DELETE passes too, and from there on nothing of its row is dropped: a row deleted before the point it
     was to be read at is not in that read, so only the delete tells consumers that still hold the row (from
     an earlier read) that it went; and since it now follows the read, the changes after it (a re-insert)
-    must follow too. Those rows are known in memory only: a capture restarted inside the window after such
-    a delete was acknowledged, and before a re-insert of the same row older than the read, drops that
-    re-insert."""
+    must follow too. The passed deletes and truncates are stored with the window (`to_json`, `restore_passed`):
+    a capture restarted inside the window after such a delete was acknowledged still passes the re-insert
+    that follows it. The stored sets may name rows whose delete comes after the stored position (the stream
+    is ahead of its acknowledgements); their older changes then pass too on replay, before the delete, which
+    consumers apply and then undo: the end state is the same."""
 
     __slots__ = ("_before", "_deleted", "_past", "_progress", "_truncated", "_tx", "closed", "newest", "tables")
 
@@ -146,13 +148,30 @@ class ReplayWindow:
 
     def to_json(self) -> dict[str, Any]:
         """Stored with the offsets once the snapshot is in Kafka: a restart whose stream starts before the
-        newest point must drop the same changes (`stored`)."""
+        newest point must drop the same changes (`stored`) and pass the same rows (`restore_passed`)."""
         return {
             "ranges": self._progress.to_json(),
             "point": self._progress.point,
             "newest": self.newest,
             "tables": sorted(str(t) for t in self.tables),
+            "passed": {"deleted": sorted([str(table), key] for table, key in self._deleted),
+                       "truncated": sorted(str(table) for table in self._truncated)},
         }
+
+    @property
+    def passed_count(self) -> int:
+        """How many rows and tables the window passes for good; it grows when a delete or truncate passes."""
+        return len(self._deleted) + len(self._truncated)
+
+    def restore_passed(self, data: Any) -> None:
+        """Pass again the rows and tables a stored window (`to_json`) passed."""
+        passed = data.get("passed") if isinstance(data, dict) else None
+        if not isinstance(passed, dict):
+            return
+        for table, key in passed.get("deleted") or []:
+            self._deleted.add((TableId(*str(table).split(".", 1)), str(key)))
+        for table in passed.get("truncated") or []:
+            self._truncated.add(TableId(*str(table).split(".", 1)))
 
     @staticmethod
     def stored(data: Any) -> tuple[SnapshotProgress, frozenset[TableId], Point] | None:

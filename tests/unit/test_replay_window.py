@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -53,6 +54,25 @@ def test_a_row_deleted_before_the_read_gets_its_delete_and_everything_after_it()
     assert not w.drops(change(Op.CREATE, 3))  # re-inserted: follows the delete, so it must follow too
     assert not w.drops(change(Op.UPDATE, 3))
     assert w.drops(change(Op.UPDATE, 5))  # other rows as before
+
+
+def test_a_window_restored_after_a_restart_still_passes_what_it_passed() -> None:
+    # A capture passes a delete inside the window, stores the window, and restarts: the re-insert that follows
+    # the delete (older than the read) must pass after the restart as before it. So must a truncated table.
+    w = window()
+    assert w.covers(tx(50)) and not w.drops(change(Op.DELETE, 3))
+    assert w.covers(tx(55)) and not w.drops(change(Op.TRUNCATE, 0, OTHER))
+    stored = orjson.loads(orjson.dumps(w.to_json()))  # as the offsets topic keeps it
+    restarted = window()
+    assert restarted.covers(tx(60)) and restarted.drops(change(Op.CREATE, 3))  # what a window forgetting did
+    restarted = window()
+    restarted.restore_passed(stored)
+    assert restarted.passed_count == w.passed_count == 2
+    assert restarted.covers(tx(60))
+    assert not restarted.drops(change(Op.CREATE, 3)) and not restarted.drops(change(Op.UPDATE, 3))
+    assert restarted.drops(change(Op.UPDATE, 5))
+    restarted.restore_passed({"ranges": {}})  # a window stored before passes were: nothing to restore
+    assert restarted.passed_count == 2
 
 
 @given(st.lists(st.tuples(st.sampled_from([Op.CREATE, Op.UPDATE, Op.DELETE]), st.integers(1, 4),

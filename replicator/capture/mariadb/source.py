@@ -440,6 +440,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 if stored_window is not None:
                     # The stream may restart before the point of the last snapshot read: drop what it contains.
                     self._window = self._replay_window(*stored_window)
+                    self._window.restore_passed((stored or {}).get("replay_window"))
                 self._check_not_purged(conn, resume)
                 self._start_state = resume
                 self._acked_state = resume

@@ -158,6 +158,9 @@ class PostgresCaptureSource(ResnapshotRequests):
         # Changes to drop because a snapshot read later contains them (None: nothing to drop).
         self._window: ReplayWindow | None = None
         self._last_window: ReplayWindow | None = None  # the newest one, open or closed: stored with the offsets
+        # Whether a done record (with the window) was saved, and how many passes its window held then.
+        self._snapshot_done_saved = False
+        self._window_saved_passed = 0
         self._no_requests_yet()  # re-snapshot requests (ResnapshotRequests)
         self._stopping = False
         self._flush_lsn = 0
@@ -256,6 +259,9 @@ class PostgresCaptureSource(ResnapshotRequests):
         if slot_exists and not snapshot_pending and stored_window is not None:
             # The stream may restart before the point of the last snapshot read: drop what it contains.
             self._window = self._replay_window(*stored_window)
+            self._window.restore_passed(state.get("replay_window"))
+            self._snapshot_done_saved = True
+            self._window_saved_passed = self._window.passed_count
         self._watch_requests()
 
     def _replication_connection(self) -> Any:
@@ -879,12 +885,21 @@ class PostgresCaptureSource(ResnapshotRequests):
             self._offsets.save(self._done_record(), wait=True)
         if not isinstance(position, PostgresPosition) or snapshot_chunk:
             return
+        window = self._last_window
+        if (window is not None and self._resnap is None and self._snapshot_done_saved
+                and window.passed_count != self._window_saved_passed):
+            # A delete or truncate passed the stored window since it was saved: store it again before the slot
+            # moves past it, or a restart would drop the changes that follow it. Only a finished window is
+            # stored (one still being read restarts from scratch); passes are rare, so this waits.
+            self._offsets.save(self._done_record(), wait=True)
         if position.lsn > self._flush_lsn:
             self._flush_lsn = position.lsn
             self._feedback_due = True
             self._send_feedback(force=False)
 
     def _done_record(self) -> dict[str, Any]:
+        self._snapshot_done_saved = True
+        self._window_saved_passed = 0 if self._last_window is None else self._last_window.passed_count
         return {
             "slot": self.config.slot_name,
             "snapshot_done": True,
