@@ -26,7 +26,9 @@ What the target holds (`TargetValue.of`)
       (its own, dated; this side's, by its event), so both keep the same one. Without it, each side would
       take the other's value. What remains: the row time is later than the field's own edit when another
       column was edited after it, so an incoming change made between the two is refused here though the
-      other side keeps it.
+      other side keeps it. Telling a conflict from agreement by the previous value needs each source's
+      changes in their order (a later change overtaking an earlier one would look like a conflict), which
+      the applier guarantees per source and key; without before images nothing depends on the order.
     - `current == written`: the replicator's last accepted write, at `FieldState.version`. A
       `local_version` is ignored: the row changed, this field did not.
     - `current != written`: a local edit the replicator has not seen. It replaced the replicated value,
