@@ -337,7 +337,19 @@ def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides:
         threads = [threading.Thread(target=drive, args=(s,)) for s in (*shops, erp)]
         for thread in threads:
             thread.start()
+        def enough() -> bool:
+            try:
+                actions = sum(sum(s.counts.values()) for s in (*shops, erp))
+                return (actions > 1500 and sum(s.counts["place_order"] for s in shops) > 200
+                        and sum(s.counts["cancel_order"] for s in shops) > 0 and erp.counts["cancel"] > 0)
+            except RuntimeError:  # a simulator counted its first action of a kind meanwhile: look again
+                return False
+
+        # 45 s of concurrent changes, longer on a slower machine, until the workload below is big enough.
+        deadline = time.monotonic() + 150
         stop.wait(45)
+        while not stop.is_set() and not enough() and time.monotonic() < deadline:
+            stop.wait(1)
         stop.set()
         for thread in threads:
             thread.join(30)
