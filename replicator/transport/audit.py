@@ -115,11 +115,6 @@ class AuditPublisher:
         self._send(AUDIT_TOPIC, {"target": target, "transaction": transaction},
                    {k: v for k, v in record.items() if k != "envelopes"})
 
-    def poll(self) -> None:
-        self._producer.poll(0)
-        if self._failure is not None:
-            raise FatalError(self._failure)
-
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until Kafka confirmed every record produced so far (librdkafka sends at once, whatever
         linger.ms); a refused record is fatal, an unconfirmed one after `timeout` retriable."""
