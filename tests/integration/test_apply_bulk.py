@@ -23,6 +23,7 @@ from replicator.apply.reassembly import Event, SourcePosition, Unit
 from replicator.apply.rows import row_key_text
 from replicator.config import ResolvedConnection
 from replicator.conflict.policies import Outcome
+from replicator.errors import RetriableError
 from replicator.mapping.engine import MappingEngine
 from replicator.mapping.ops import Version
 from replicator.mapping.spec import MappingSet
@@ -305,3 +306,33 @@ def test_a_batch_of_single_row_transactions(target: Target) -> None:
     assert held[0].held_behind is not None
     with contextlib.suppress(Exception):
         target.dialect.execute("DELETE FROM replicator_dead_letter")
+
+
+def test_a_batch_whose_audit_records_kafka_does_not_confirm_leaves_nothing_behind(target: Target) -> None:
+    # The runner publishes a batch's audit records in `before_commit` and raises when Kafka does not confirm
+    # them: nothing of the batch may stay (rows, versions, progress), so that it is applied, and published,
+    # again after the restart.
+    target.dialect.execute(DDL[target.kind].format(name=target.table("order_line")))
+    engine = engine_for(target)
+    applier = Applier(target.dialect, engine.ops_for, consumer="audit-test", target_system=TARGET_OF[target.kind])
+    applier.prepare()
+    units = [unit_for(target, i, "c", event_row(target, i)) for i in range(1, 11)]
+    seen: list[int] = []
+
+    def unconfirmed(outcomes: list[UnitOutcome]) -> None:
+        seen.append(len(outcomes))
+        raise RetriableError("3 audit records still unconfirmed by Kafka after 30s")
+
+    def progress(outcomes: list[UnitOutcome]) -> Progress:
+        return Progress(offsets={("orders", 0): 11})
+
+    with pytest.raises(RetriableError, match="unconfirmed"):
+        applier.apply_batch(units, ["src"] * len(units), progress, before_commit=unconfirmed)
+    assert seen == [10]  # called once, with every outcome, after the writes
+    assert target.rows("order_line") == []
+    assert target.dialect.row_versions(target.table("order_line"), [row_key_text((1,))]) == {}
+    assert target.dialect.load_progress("audit-test").offsets == {}
+    # Applied again, confirmed this time: everything is there.
+    applier.apply_batch(units, ["src"] * len(units), progress, before_commit=lambda outcomes: None)
+    assert len(target.rows("order_line")) == 10
+    assert target.dialect.load_progress("audit-test").offsets == {("orders", 0): 11}
