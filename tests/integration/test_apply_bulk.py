@@ -260,15 +260,21 @@ def event_row(target: Target, i: int, qty: int | None = None, sku: str | None = 
     return row
 
 
+def order_line_applier(target: Target, consumer: str) -> Applier:
+    """The order-line table created in the target, and an applier of the order-line rule into it."""
+    target.dialect.execute(DDL[target.kind].format(name=target.table("order_line")))
+    applier = Applier(target.dialect, engine_for(target).ops_for, consumer=consumer,
+                      target_system=TARGET_OF[target.kind])
+    applier.prepare()
+    return applier
+
+
 def apply(applier: Applier, units: list[Unit]) -> list[UnitOutcome]:
     return applier.apply_batch(units, ["src"] * len(units), lambda outcomes: Progress()).outcomes
 
 
 def test_a_batch_of_single_row_transactions(target: Target) -> None:
-    target.dialect.execute(DDL[target.kind].format(name=target.table("order_line")))
-    engine = engine_for(target)
-    applier = Applier(target.dialect, engine.ops_for, consumer="bulk-test", target_system=TARGET_OF[target.kind])
-    applier.prepare()
+    applier = order_line_applier(target, "bulk-test")
 
     first = [unit_for(target, i, "c", event_row(target, i)) for i in range(1, 301)]
     outcomes = apply(applier, first)
@@ -312,10 +318,7 @@ def test_a_batch_whose_audit_records_kafka_does_not_confirm_leaves_nothing_behin
     # The runner publishes a batch's audit records in `before_commit` and raises when Kafka does not confirm
     # them: nothing of the batch may stay (rows, versions, progress), so that it is applied, and published,
     # again after the restart.
-    target.dialect.execute(DDL[target.kind].format(name=target.table("order_line")))
-    engine = engine_for(target)
-    applier = Applier(target.dialect, engine.ops_for, consumer="audit-test", target_system=TARGET_OF[target.kind])
-    applier.prepare()
+    applier = order_line_applier(target, "audit-test")
     units = [unit_for(target, i, "c", event_row(target, i)) for i in range(1, 11)]
     seen: list[int] = []
 
