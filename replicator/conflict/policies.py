@@ -15,20 +15,9 @@ What the target holds (`TargetValue.of`)
     - Row missing: nothing competes with the incoming value.
     - Field never written by the replicator (`FieldState.version is None`): the value was there before
       replication or was typed locally; it has no field-level time. It counts as older than every
-      replicated write, with one exception. `local_version` is not used otherwise: the target only knows
-      when the *row* changed, and an edit of another column would then block this field, which is exactly
-      the per-field merge that DESIGN 4.4 promises ("concurrent edits of different fields both survive").
-      The exception: a last_writer_wins change that carries the source's previous value (a before image),
-      when that value is not the target's. Then both sides set the field since they last agreed on it
-      (typically a row linked by a natural key: the other side recorded this side's value with a version
-      when it linked the rows, this side recorded nothing), so the row's local time is the best date of
-      the target's value: the change wins only if it is newer. The other side compares the same two edits
-      (its own, dated; this side's, by its event), so both keep the same one. Without it, each side would
-      take the other's value. What remains: the row time is later than the field's own edit when another
-      column was edited after it, so an incoming change made between the two is refused here though the
-      other side keeps it. Telling a conflict from agreement by the previous value needs each source's
-      changes in their order (a later change overtaking an earlier one would look like a conflict), which
-      the applier guarantees per source and key; without before images nothing depends on the order.
+      replicated write. `local_version` is deliberately not used here: the target only knows when the
+      *row* changed, and an edit of another column would then block this field, which is exactly the
+      per-field merge that DESIGN 4.4 promises ("concurrent edits of different fields both survive").
     - `current == written`: the replicator's last accepted write, at `FieldState.version`. A
       `local_version` is ignored: the row changed, this field did not.
     - `current != written`: a local edit the replicator has not seen. It replaced the replicated value,
@@ -180,15 +169,7 @@ class Verdict:
 
 def decide_last_writer_wins(value: Any, version: Version, held: TargetValue, previous: Any = NO_PREVIOUS) -> Verdict:
     incoming = stamp_of(version)
-    if held.stamp is None:
-        if (held.local and held.version is not None and previous is not NO_PREVIOUS
-                and not same_value(previous, held.value) and incoming < stamp_of(held.version)):
-            # Never written by the replicator, and the source changed another value than the one this target
-            # holds: both sides set the field since they last agreed on it (see the module doc).
-            return _refuse(held, f"{describe(version)} changed {previous!r}, not the target's value, and is "
-                                 f"older than the target's row ({describe(held.version)})")
-        return _accept(value, held, f"{describe(version)} is newer than the target's {_held(held)}")
-    if incoming > held.stamp:
+    if held.stamp is None or incoming > held.stamp:
         return _accept(value, held, f"{describe(version)} is newer than the target's {_held(held)}")
     if held.local and previous is not NO_PREVIOUS and held.exists and same_value(previous, held.value):
         # The source changed the very value this target holds: it had received it (this target's own edit,

@@ -425,8 +425,6 @@ def newest_value(ops: list[TargetOp], column: str, default: Any) -> Any:
 STARTS = {
     "erp created, both sides versioned": lambda: seeded_replicas(row_level=True, origin_has_versions=True),
     "erp created, only the shop versioned": lambda: seeded_replicas(row_level=True, origin_has_versions=False),
-    # The exception for never-written fields dates the target's value by the row only when the source changed
-    # another value than the target's: an edit of another column does not block the field.
     "linked by a natural key, only the erp versioned": lambda: linked_replicas(row_level=True),
 }
 
@@ -489,23 +487,3 @@ def test_monotonic_replicas_end_on_the_highest_rank(
     assert shop == erp
     ranks = [m.op.fields[STATE].value[0] for s in (SHOP, ERP) for m in replicas.outbox[s]]
     assert shop[0] == max(ranks, default=0)
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    actions=st.lists(action, max_size=40),
-    drain_order=st.lists(st.integers(0, 100), max_size=10),
-    row_level=st.booleans(),
-)
-def test_a_row_linked_by_a_natural_key_converges_when_both_sides_edit_the_same_field(
-    actions: list[tuple[str, str, int, int]], drain_order: list[int], row_level: bool
-) -> None:
-    # One side never had a version of the field (the shop of a customer linked by e-mail), the other has the
-    # shop's value at its version. Each side edits the field; the newest edit ends on both sides. One column
-    # is edited, so the row's time is the field's (see the policies' doc for what another column's edit costs).
-    replicas = linked_replicas(row_level=row_level)
-    run(replicas, {SHOP: [LWW], ERP: [LWW]}, actions, drain_order)
-    shop, erp = replicas.rows[SHOP].values, replicas.rows[ERP].values
-    assert shop[LWW] == erp[LWW]
-    edits = [m.op for s in (SHOP, ERP) for m in replicas.outbox[s]]
-    assert shop[LWW] == newest_value(edits, LWW, "init")

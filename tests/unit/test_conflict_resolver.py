@@ -595,24 +595,3 @@ def test_a_change_of_the_very_value_the_target_holds_follows_it_whatever_the_clo
     unknown = decide(FieldChange("N", Policy.LAST_WRITER_WINS), v(2000, SHOP), state)
     assert unknown.outcome is Outcome.KEPT_LOCAL
 
-
-def test_a_never_written_field_that_both_sides_changed_since_they_agreed_is_dated_by_the_row() -> None:
-    # A customer linked by e-mail: the ERP recorded the shop's e-mail "S0" with a version when it linked the
-    # rows; the shop recorded nothing. The shop's users changed it to "S1" (row time 3000). The ERP changed "S0"
-    # to "E1" at 2000: both changed it since they agreed. The ERP compares the shop's event (3000) with its own
-    # edit (2000) and keeps S1; the shop must too.
-    state = FieldState(current="S1", local_version=local(3000, SHOP))
-    older = decide(FieldChange("E1", Policy.LAST_WRITER_WINS, previous="S0"), v(2000, ERP), state)
-    assert older.outcome is Outcome.KEPT_LOCAL and not older.write and not older.record
-    assert "changed 'S0', not the target's value" in older.reason
-    newer = decide(FieldChange("E1", Policy.LAST_WRITER_WINS, previous="S0"), v(4000, ERP), state)
-    assert newer.outcome is Outcome.APPLIED and newer.write and newer.result == "E1"
-    # The source changed the value the target holds: no conflict, whatever the row's time (another column of
-    # the row may have been edited later): the per-field merge.
-    agreed = decide(FieldChange("E1", Policy.LAST_WRITER_WINS, previous="S1"), v(2000, ERP), state)
-    assert agreed.outcome is Outcome.APPLIED and agreed.write
-    # Without a before image, or without the row's time, a never-written field counts as older, as before.
-    no_image = decide(FieldChange("E1", Policy.LAST_WRITER_WINS), v(2000, ERP), state)
-    assert no_image.outcome is Outcome.APPLIED
-    no_time = decide(FieldChange("E1", Policy.LAST_WRITER_WINS, previous="S0"), v(2000, ERP), FieldState(current="S1"))
-    assert no_time.outcome is Outcome.APPLIED
