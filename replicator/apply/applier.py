@@ -16,15 +16,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_value
+from replicator.apply.own_changes import OwnEdit
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
 from replicator.apply.versions import canonical, compact_document, version_from_json, version_json
+from replicator.conflict.policies import same_value, stamp_of
 from replicator.conflict.resolver import (
     Decision,
     FieldState,
@@ -35,7 +38,7 @@ from replicator.conflict.resolver import (
 )
 from replicator.errors import FatalError, MissingReferenceError, RetriableError, SkippableRecordError
 from replicator.mapping.engine import instant_ms
-from replicator.mapping.ops import Aggregate, FieldChange, Lookup, OpKind, Policy, TargetOp, Version
+from replicator.mapping.ops import NO_PREVIOUS, Aggregate, FieldChange, Lookup, OpKind, Policy, TargetOp, Version
 from replicator.mapping.spec import value_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,24 @@ def _transient_error_types() -> tuple[type[BaseException], ...]:
 
     return (psycopg.OperationalError, pymysql.err.OperationalError)
 
+
+class AwaitingOwnEdits(Exception):
+    """A batch needs the version of a local edit that the target's own change stream has not delivered yet:
+    a last_writer_wins field that both sides changed since they last agreed, whose value here no version
+    explains. The batch is rolled back; the runner hands it over again once more own changes were read (see
+    `Applier.own_columns`)."""
+
+    def __init__(self, fields: list[tuple[str, Key, str]]) -> None:
+        self.fields = fields
+        shown = ", ".join(f"{table}{list(key)}.{column}" for table, key, column in fields[:5])
+        super().__init__(f"waiting for the versions of local edits of {shown}"
+                         + (f" and {len(fields) - 5} more" if len(fields) > 5 else ""))
+
+
+# How long a batch may wait for the version of one local edit. It arrives within capture's latency when the
+# target's own capture runs; a value that no own change will ever explain (it was there before replication,
+# or differs from the other side's only by the mapping's normalisation) is then decided by its row's time.
+OWN_EDIT_WAIT_S = 3.0
 
 # A unit's target ops as the mapping engine made them, or the record-level error that mapping it raised.
 MappedUnit = list[TargetOp] | SkippableRecordError
@@ -134,6 +155,13 @@ class Applier:
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
         self._created_identities: dict[tuple[str, str, str], Key] = {}
         self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
+        # Per target table, the columns whose local edits the runner reads back from the target's own change
+        # stream (`record_own_edits`); a conflict on one of them waits for the local edit's version.
+        self.own_columns: dict[str, frozenset[str]] = {}
+        # (table, key, column, value) of local edits waited for -> since when (monotonic); when the batch being
+        # applied first waited (None once a batch commits).
+        self._own_waits: dict[tuple[str, Key, str, Any], float] = {}
+        self._own_wait_started: float | None = None
 
     # -- start-up ---------------------------------------------------------------------------------------
 
@@ -187,6 +215,9 @@ class Applier:
                 self._apply_unit(unit, store, UnitOutcome(unit))
                 store.flush()
                 new_status, error = "applied", None
+            except AwaitingOwnEdits:
+                self.dialect.rollback()
+                break  # tried again with the next retries, once own changes were read (later letters wait behind)
             except self._record_errors as exc:
                 self.dialect.rollback()
                 self.dialect.begin()
@@ -216,6 +247,7 @@ class Applier:
         may_defer: Callable[[Unit], bool] = lambda unit: False,
         mapped: Sequence[MappedUnit | None] | None = None,
         before_commit: Callable[[list[UnitOutcome]], None] | None = None,
+        own_edits: Sequence[OwnEdit] = (),
     ) -> BatchResult:
         """Apply `units` (each tagged with its source name in `sources`) and, in the same transaction, the
         progress that `progress_for` derives from what was applied (deferred units are not).
@@ -223,21 +255,24 @@ class Applier:
         `mapped`: per unit, what `map_unit` gave for it if the caller mapped it already (while the previous
         batch was written), else None; the ops are used once, by the optimistic pass. `before_commit`: called
         with the outcomes once everything is written, before the commit (the audit records, which must be
-        durable before the decisions are); if it raises, the batch is rolled back."""
+        durable before the decisions are); if it raises, the batch is rolled back. `own_edits`: the target's own
+        edits read since the previous batch, whose versions are recorded first (`record_own_edits`)."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
         try:
             try:
-                outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer, mapped=mapped)
+                outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer, mapped=mapped,
+                                           own_edits=own_edits)
             except self._record_errors:
                 dialect.rollback()
                 dialect.begin()
-                outcomes = self._apply_all(units, sources, isolate=True, may_defer=may_defer)
+                outcomes = self._apply_all(units, sources, isolate=True, may_defer=may_defer, own_edits=own_edits)
             dialect.save_progress(self.consumer, progress_for(outcomes))
             if before_commit is not None:
                 before_commit(outcomes)
             dialect.commit()
+            self._own_wait_started = None
         except _transient_error_types() as exc:
             # A deadlock with a local transaction (a shop order locking the stock row the batch recomputes),
             # a lock-wait timeout, a lost connection: nothing of the batch is committed; the supervisor
@@ -252,9 +287,14 @@ class Applier:
 
     def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool,
                    may_defer: Callable[[Unit], bool],
-                   mapped: Sequence[MappedUnit | None] | None = None) -> list[UnitOutcome]:
+                   mapped: Sequence[MappedUnit | None] | None = None,
+                   own_edits: Sequence[OwnEdit] = ()) -> list[UnitOutcome]:
         store = RowStore(self.dialect)
         self._created_identities.clear()
+        if own_edits:
+            # Before any unit is decided, and written at once: a unit's savepoint must not take them back.
+            self.record_own_edits(own_edits, store)
+            store.flush()
         outcomes: list[UnitOutcome] = []
         # Optimistic pass: map every unit first, then look up and read all their target rows in bulk (a
         # few queries per batch instead of per source transaction); the units then run from memory.
@@ -322,6 +362,42 @@ class Applier:
                 self._run_ops(ops, store, outcome)
         store.flush()
         return outcomes
+
+    def record_own_edits(self, edits: Sequence[OwnEdit], store: RowStore) -> None:
+        """Record the versions of the target's own edits (see `apply.own_changes`): for each column an edit
+        changed and the row still holds, the edit's version, unless the field's stored version is as new. A
+        value the row no longer holds is not recorded (a later edit or write replaced it, and dates itself);
+        nor is one whose event form is not the row's (times arrive as numbers): such a field keeps being dated
+        by its row, as before."""
+        by_table: dict[str, list[OwnEdit]] = {}
+        for edit in edits:
+            by_table.setdefault(edit.table, []).append(edit)
+        for table, table_edits in by_table.items():
+            pk = self.shapes.primary_key(table)
+            columns = {c for edit in table_edits for c in edit.values}
+            store.load(table, pk, [edit.key for edit in table_edits], self._columns_to_read(table, columns))
+            for edit in table_edits:
+                cached = store.get(table, edit.key)
+                if cached.values is None:
+                    continue  # deleted since
+                incoming = stamp_of(edit.version)
+                recorded = False
+                for column, raw in edit.values.items():
+                    current = cached.values.get(column)
+                    if current.__class__ not in _OWN_RECORDABLE:
+                        continue
+                    if raw.__class__ is str and current.__class__ is Decimal:
+                        raw = _decimal_or_text(raw)  # numeric/decimal columns travel as text
+                    if canonical(current) != canonical(raw):
+                        continue
+                    entries = cached.field_versions()
+                    stored = entries.get(column)
+                    if isinstance(stored, dict) and stamp_of(version_from_json(stored)) >= incoming:
+                        continue
+                    entries[column] = version_json(edit.version, current, None)
+                    recorded = True
+                if recorded:
+                    store.versions_changed(table, edit.key)
 
     def _dead_letter(self, unit: Unit, source: str, error: str, status: str, keys: list[str]) -> int:
         rows = self.dialect.execute(
@@ -638,13 +714,16 @@ class Applier:
         # A missing row's fields are decided without their states (nothing competes with the incoming values).
         has_versions = cached is not None and (bool(cached.versions) or cached.compact is not None)
         states = self._field_states(op, cached) if exists or has_versions else {}
+        if exists and key is not None and op.table in self.own_columns:
+            self._await_own_edits(op, key, states)
         resolution: Resolution = resolve(op, states, exists)
         writes = dict(resolution.writes)
         if exists and key is not None and cached is not None and cached.values is not None:
             if op.kind is OpKind.INSERT:
                 raise SkippableRecordError(f"{op.mapping}: {op.table}: row {dict(zip(pk, key, strict=True))} exists")
             if writes:
-                if cached.xact_ts_ms is not None and self._adopt_local_edits(cached, writes, resolution.versions):
+                if (cached.xact_ts_ms is not None
+                        and self._adopt_local_edits(op.table, cached, writes, resolution.versions)):
                     store.versions_changed(op.table, key)
                 store.update(op.table, pk, key, writes)
                 cached.values.update(writes)
@@ -672,6 +751,41 @@ class Applier:
             store.versions_changed(op.table, key)
         return list(resolution.decisions)
 
+    def _await_own_edits(self, op: TargetOp, key: Key, states: Mapping[str, FieldState]) -> None:
+        """Raise AwaitingOwnEdits if a last_writer_wins field of `op` holds a value both sides changed since they
+        last agreed (the change's previous value is not the one here) that no stored version explains yet, and
+        the wait for its own change has not run out: its version decides the conflict, exactly as the other
+        side decides it."""
+        columns = self.own_columns[op.table]
+        waiting: list[tuple[str, Key, str]] = []
+        now = time.monotonic()
+        if self._own_wait_started is not None and now - self._own_wait_started >= OWN_EDIT_WAIT_S:
+            return  # this batch waited long enough (new units join it while it waits: it must end)
+        for column, change in op.fields.items():
+            if column not in columns or change.policy is not Policy.LAST_WRITER_WINS or change.rank is not None:
+                continue
+            state = states.get(column)
+            previous = change.previous
+            if state is None or previous is NO_PREVIOUS:
+                continue
+            current = state.current
+            if current.__class__ not in _OWN_RECORDABLE:
+                continue  # a time, bytes, a document: own events carry another form of it (record_own_edits)
+            if state.version is not None and same_value(current, state.written):
+                continue  # the value the stored version is for
+            if same_value(previous, current) or same_value(change.value, current):
+                continue  # the source changed this very value, or both sides agree
+            item = (op.table, key, column, canonical(current))
+            since = self._own_waits.setdefault(item, now)
+            if now - since < OWN_EDIT_WAIT_S:
+                waiting.append((op.table, key, column))
+        if waiting:
+            if self._own_wait_started is None:
+                self._own_wait_started = now
+            if len(self._own_waits) > 10_000:  # waits long over are of no use any more
+                self._own_waits = {k: t for k, t in self._own_waits.items() if now - t < 10 * OWN_EDIT_WAIT_S}
+            raise AwaitingOwnEdits(waiting)
+
     @staticmethod
     def _insert_new_row(op: TargetOp, key: Key, store: RowStore, versions: dict[str, Any]) -> None:
         """Plan the insert of a row the target does not hold, its fields all written with the op's version
@@ -688,7 +802,8 @@ class Applier:
             return int(stored["rank"])
         return _rank_of_current(change, values)
 
-    def _adopt_local_edits(self, cached: CachedRow, writes: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:
+    def _adopt_local_edits(self, table: str, cached: CachedRow, writes: Mapping[str, Any],
+                           recorded: Mapping[str, Any]) -> bool:
         """Before the replicator writes a row that a local transaction wrote last: pin the time of that row's
         local edits into the versions of the fields that hold them (and that this write leaves alone).
 
@@ -696,14 +811,17 @@ class Applier:
         later decision about a field edited locally before it would credit that edit with our time, later
         than it was. The other side decides against the edit's own commit time (its change event's), so
         the two would disagree about an incoming value made in between. Only last_writer_wins fields
-        (no rank) are pinned; a field whose local time is unknown later is decided as before. Returns whether
-        a version was pinned."""
+        (no rank) are pinned; a field whose local time is unknown later is decided as before. Fields whose local
+        edits the own change stream dates (`own_columns`) are not: their edit's exact version is recorded when it
+        arrives, and a pin, later than that version whenever the row was edited again, would keep it out.
+        Returns whether a version was pinned."""
         assert cached.values is not None and cached.xact_ts_ms is not None
         local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
         pinned = False
         entries = cached.field_versions()
+        own = self.own_columns.get(table, frozenset())
         for column, stored in list(entries.items()):
-            if column in writes or column in recorded or column not in cached.values:
+            if column in writes or column in recorded or column not in cached.values or column in own:
                 continue
             if not isinstance(stored, dict) or stored.get("rank") is not None:
                 continue
@@ -759,6 +877,18 @@ class Applier:
                 rank=self._held_rank(op.fields[column], stored, current, written, values),
             )
         return states
+
+
+# The classes of column values whose own change events carry the same value (Decimal: as its text): times travel
+# as numbers, bytes as base64, documents as text, so those are neither recorded nor waited for.
+_OWN_RECORDABLE: frozenset[type] = frozenset({str, int, float, Decimal, bool, type(None)})
+
+
+def _decimal_or_text(text: str) -> Decimal | str:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text
 
 
 def _rank_of_current(change: FieldChange, values: dict[str, Any] | None) -> int | None:

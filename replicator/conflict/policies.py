@@ -12,6 +12,9 @@ The order of writes
     formatted so that text order is commit order within a system (fixed-width numbers).
 
 What the target holds (`TargetValue.of`)
+    The applier records the version of a local edit from the target's own change stream (`apply.own_changes`),
+    so a local edit usually has a stored version like a replicated write, and where it matters it waits for
+    it (`Applier._await_own_edits`). The cases below without one are the values no own change explains.
     - Row missing: nothing competes with the incoming value.
     - Field never written by the replicator (`FieldState.version is None`): the value was there before
       replication or was typed locally; it has no field-level time. It counts as older than every

@@ -9,6 +9,7 @@ supervisor restarts the runner, which re-reads its progress from the target.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import logging
 import sys
@@ -22,19 +23,32 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from replicator.apply.applier import Applier, BatchResult, MappedUnit, UnitOutcome, positions_of
+from replicator.apply.applier import (
+    Applier,
+    AwaitingOwnEdits,
+    BatchResult,
+    MappedUnit,
+    UnitOutcome,
+    positions_of,
+)
 from replicator.apply.dialect.base import Progress, TargetDialect
+from replicator.apply.own_changes import OwnEdit, OwnEditError, OwnTable, VersionOf, own_edit
 from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
 from replicator.conflict.resolver import new_row_reason
 from replicator.errors import ConfigError, RetriableError, SkippableRecordError
-from replicator.mapping.ops import TargetOp, Version
+from replicator.mapping.ops import Policy, TargetOp, Version
+from replicator.mapping.spec import MappingSet
 from replicator.transport.audit import AuditPublisher
 from replicator.transport.kafka import TopicSpec, ensure_topics
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
 
 log = logging.getLogger(__name__)
 
+# How long units wait for the target's own topics to be read up to their end before they are applied anyway
+# (see ApplyRunner._own_behind).
+OWN_CATCH_UP_MAX_S = 2.0
+OWN_RETRY_S = 0.1  # how soon a batch that waits for own edits is tried again (with the own messages read since)
 # How long a batch waits for Kafka to confirm its audit records before it is rolled back (and retried).
 AUDIT_CONFIRM_TIMEOUT_S = 30.0
 GC_THRESHOLDS = (1_000_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
@@ -67,6 +81,14 @@ class SourceTopics:
         return [table_topic(self.source_name, *t.split(".", 1)) for t in self.tables]
 
 
+@dataclass(frozen=True)
+class OwnTopics:
+    """The target system's own captured topics of tables it is written into (`apply.own_changes`)."""
+
+    tables: dict[str, OwnTable]  # topic -> its table
+    version_of: VersionOf
+
+
 class ApplyRunner:
     def __init__(
         self,
@@ -80,6 +102,7 @@ class ApplyRunner:
         local_times: Mapping[str, tuple[str, str]] | None = None,
         tracked_columns: Mapping[str, Iterable[str]] | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
+        own: OwnTopics | None = None,
     ) -> None:
         self.target = target
         self.dialect = dialect
@@ -103,6 +126,13 @@ class ApplyRunner:
             for topic in source.table_topics:
                 self._route[topic] = source
             self._markers[transaction_topic(source.source_name)] = source
+        self.own = own
+        self._own_tables: dict[str, OwnTable] = dict(own.tables) if own is not None else {}
+        # Own change messages read but not yet handed to the writer, and per own partition the next offset to
+        # read; the offsets the end of the own topics had when the consumer was assigned.
+        self._own_pending: list[tuple[str, int, int, bytes | None]] = []
+        self._own_next: dict[tuple[str, int], int] = {}
+        self._own_ends: dict[tuple[str, int], int] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -156,6 +186,16 @@ class ApplyRunner:
         })
         topics = [*self._route, *self._markers]
         metadata = consumer.list_topics(timeout=30)
+        absent_own = sorted(t for t in self._own_tables if t not in metadata.topics)
+        if absent_own:
+            # Not an error: the target's own capture may not run (yet). Its local edits are then dated by their
+            # rows, as without the own topics; the next start reads them.
+            log.warning("own topics absent: local edits dated by their rows", extra={
+                "target": self.target.name, "topics": absent_own})
+            for topic in absent_own:
+                del self._own_tables[topic]
+        topics += list(self._own_tables)
+        self.applier.own_columns = {own.table: own.columns for own in self._own_tables.values()}
         missing = [t for t in topics if t not in metadata.topics]
         if missing:
             raise RetriableError(
@@ -167,8 +207,23 @@ class ApplyRunner:
             for partition in metadata.topics[topic].partitions:
                 offset = progress.offsets.get((topic, partition), 0)
                 assignment.append(TopicPartition(topic, partition, offset))
+                if topic in self._own_tables:
+                    self._own_next[(topic, partition)] = offset
         consumer.assign(assignment)
+        for topic, partition in self._own_next:
+            _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            self._own_ends[(topic, partition)] = end
         return consumer
+
+    def _own_behind(self, consumer: Consumer) -> bool:
+        """Whether some own topic has messages this runner has not read yet: the end it had at start, or the
+        end the last fetch saw. Units wait for them (up to OWN_CATCH_UP_MAX_S), so that a conflict is decided
+        with the versions of every local edit capture published before it."""
+        for (topic, partition), next_offset in self._own_next.items():
+            _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if next_offset < max(end, self._own_ends.get((topic, partition), -1)):
+                return True
+        return False
 
     def _loop(self, consumer: Consumer) -> None:
         """Consume, decode, reassemble and map in this thread; apply each batch in the writer thread.
@@ -188,50 +243,84 @@ class ApplyRunner:
         last_deferred_try = 0.0
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.target.name}-writer")
         writing: Future[tuple[BatchResult, list[str]]] | None = None
+        # What the writer is writing: its units and own change messages, handed back if it waits for own edits.
+        handed: tuple[list[tuple[str, Unit]], list[tuple[str, int, int, bytes | None]]] = ([], [])
+        hold_until = 0.0  # a batch waiting for own edits is tried again from then
 
-        def written() -> None:
-            """Wait for the batch being written and finish it; its failure is this loop's."""
+        def written() -> list[tuple[str, Unit]]:
+            """Wait for the batch being written and finish it; its failure is this loop's. Returns its units
+            when it waits for own edits (`AwaitingOwnEdits`), to be handed over again."""
             nonlocal writing
-            if writing is not None:
-                done, writing = writing, None
-                self._finish(*done.result())
+            if writing is None:
+                return []
+            done, writing = writing, None
+            try:
+                result = done.result()
+            except AwaitingOwnEdits:
+                return handed_back()
+            self._finish(*result)
+            return []
 
-        def hand_over(batch: list[tuple[str, Unit]]) -> None:
-            """Map the batch, wait for the one being written, give the writer this one, and only then finish
-            the previous one (its stats and hook)."""
-            nonlocal writing
+        def handed_back() -> list[tuple[str, Unit]]:
+            """The units of a batch that was rolled back to wait for own edits; its own change messages go back
+            in front of those read since. Nothing of it was committed or published."""
+            nonlocal hold_until
+            units, own = handed
+            self._own_pending = [*own, *self._own_pending]
+            hold_until = time.monotonic() + OWN_RETRY_S
+            return units
+
+        def hand_over(batch: list[tuple[str, Unit]]) -> list[tuple[str, Unit]]:
+            """Map the batch, wait for the one being written, give the writer this one (with the own change
+            messages read so far), and only then finish the previous one (its stats and hook). If the previous
+            one waits for own edits, it and this batch are returned, to be handed over again, in that order."""
+            nonlocal writing, handed
             mapped = [self.applier.map_unit(unit) if unit.error is None else None for _, unit in batch]
             previous, writing = writing, None
-            done = previous.result() if previous is not None else None  # its failure is this loop's
-            writing = writer.submit(self._apply, batch, mapped)
+            try:
+                done = previous.result() if previous is not None else None  # its failure is this loop's
+            except AwaitingOwnEdits:
+                return [*handed_back(), *batch]
+            own, self._own_pending = self._own_pending, []
+            own_offsets = dict(self._own_next) if own else {}
+            handed = (batch, own)
+            writing = writer.submit(self._apply, batch, mapped, own, own_offsets)
             if done is not None:
                 self._finish(*done)
+            return []
 
         try:
             while not self._stopping.is_set():
                 if writing is not None and writing.done():
-                    written()
+                    pending = [*written(), *pending]
                 if time.monotonic() - last_retry_check >= 1.0 and not pending:
                     last_retry_check = time.monotonic()
-                    written()
-                    self.applier.process_retries()
+                    pending = written()
+                    if not pending:
+                        self.applier.process_retries()
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
                 with self._assembly:
+                    if not pending and not self._own_pending:
+                        first_ready = time.monotonic()
                     self._route_messages(messages, pending)
                     for source in self.sources:
-                        for unit in source.assembler.ready():
-                            if not pending:
-                                first_ready = time.monotonic()
-                            pending.append((source.source_name, unit))
-                events = sum(len(u.events) for _, u in pending)
-                if pending and (events >= limit or time.monotonic() - first_ready >= linger or not messages):
-                    hand_over(pending)
-                    pending = []
-                elif self._deferred and time.monotonic() - last_deferred_try >= 0.5:
-                    last_deferred_try = time.monotonic()
-                    written()
-                    if self._deferred:
-                        self._finish(*self._apply([]))
+                        pending.extend((source.source_name, unit) for unit in source.assembler.ready())
+                events = sum(len(u.events) for _, u in pending) + len(self._own_pending)
+                now = time.monotonic()
+                if ((pending or self._own_pending) and now >= hold_until
+                        and (events >= limit or now - first_ready >= linger or not messages)):
+                    if (pending and self._own_next and events < limit and self._own_behind(consumer)
+                            and now - first_ready < OWN_CATCH_UP_MAX_S):
+                        continue  # local edits published before these units are still to be read: read them first
+                    pending = hand_over(pending)
+                elif self._deferred and now - last_deferred_try >= 0.5 and not pending:
+                    last_deferred_try = now
+                    pending = written()
+                    if self._deferred and not pending:
+                        # Waiting for own edits, the deferred units stay deferred (`_apply`), tried again in 0.5 s.
+                        with contextlib.suppress(AwaitingOwnEdits):
+                            self._finish(*self._apply([]))
+            # Stopping: what is pending or waits for own edits is not committed; the next start reads it again.
             if pending:
                 hand_over(pending)
             written()
@@ -243,10 +332,15 @@ class ApplyRunner:
     def _route_messages(self, messages: list[Any], pending: list[tuple[str, Unit]]) -> None:
         """`_route_message` for each message, with the common cases inline: a readable END or BEGIN marker, a
         readable change event (one call per message, and its look-ups, cost as much as what it does)."""
-        markers, routes, loads = self._markers, self._route, orjson.loads
+        markers, routes, loads, own = self._markers, self._route, orjson.loads, self._own_tables
         for msg in messages:
             topic = msg.topic()
             raw = msg.value()
+            if own and topic in own and msg.error() is None:
+                partition, offset = msg.partition(), msg.offset()
+                self._own_pending.append((topic, partition, offset, raw))
+                self._own_next[(topic, partition)] = offset + 1
+                continue
             if raw is None or msg.error() is not None:
                 self._route_message(msg, pending)
                 continue
@@ -316,13 +410,17 @@ class ApplyRunner:
     # order) before it is dead-lettered like any other record that refers to a missing row.
     DEFER_LIMIT_S = 60.0
 
-    def _apply(self, pending: list[tuple[str, Unit]],
-               mapped: list[MappedUnit | None] | None = None) -> tuple[BatchResult, list[str]]:
+    def _apply(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None = None,
+               own: list[tuple[str, int, int, bytes | None]] | None = None,
+               own_offsets: dict[tuple[str, int], int] | None = None) -> tuple[BatchResult, list[str]]:
         """Apply one batch, after the units deferred by the previous one; `_finish` then publishes it.
-        `mapped`: the units' ops if already mapped (`Applier.map_unit`)."""
+        `mapped`: the units' ops if already mapped (`Applier.map_unit`). `own`: own change messages read since
+        the previous batch, recorded first, and `own_offsets` the own topics' offsets after them."""
+        own_edits = self._own_edits(own) if own else []
         if mapped is not None:
             mapped = [*[None] * len(self._deferred), *mapped]
-        pending = [*self._deferred, *pending]
+        deferred = self._deferred
+        pending = [*deferred, *pending]
         self._deferred = []
         by_name = {s.source_name: s for s in self.sources}
         units = [u for _, u in pending]
@@ -341,17 +439,50 @@ class ApplyRunner:
                     by_name[name].assembler.mark_applied(unit)
                 for source in self.sources:
                     progress.offsets.update(source.assembler.resume_offsets())
+            if own_offsets:
+                progress.offsets.update(own_offsets)
             progress.positions.update(positions_of(applied))
             return progress
 
-        result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped,
-                                          before_commit=lambda outcomes: self._publish(outcomes, names))
+        try:
+            result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped,
+                                              before_commit=lambda outcomes: self._publish(outcomes, names),
+                                              own_edits=own_edits)
+        except AwaitingOwnEdits as exc:
+            log.info("batch rolled back to wait for own changes", extra={"target": self.target.name,
+                                                                          "reason": str(exc)})
+            self._deferred = deferred  # rolled back: they are deferred as they were
+            raise
         for name, outcome in zip(names, result.outcomes, strict=True):
             if outcome.deferred:
                 self._deferred.append((name, outcome.unit))
             else:
                 self._deferred_since.pop(id(outcome.unit), None)
         return result, names
+
+    def _own_edits(self, messages: list[tuple[str, int, int, bytes | None]]) -> list[OwnEdit]:
+        """The edits of the own change messages. One that cannot be read is logged and passed over: it is not
+        applied here (the other side's applier dead-letters it), only its version would have been recorded,
+        and its field is then dated by its row as without the own topics."""
+        assert self.own is not None
+        edits: list[OwnEdit] = []
+        for topic, partition, offset, raw in messages:
+            if raw is None:
+                continue  # a tombstone after a delete
+            table = self._own_tables[topic]
+            try:
+                envelope = orjson.loads(raw)
+                if not isinstance(envelope, dict):
+                    raise OwnEditError("the message value is not a JSON object")
+                edit = own_edit(envelope, table, self.applier.shapes.primary_key(table.table), self.own.version_of)
+            except (orjson.JSONDecodeError, OwnEditError, SkippableRecordError) as exc:
+                log.warning("own change not readable: its fields stay dated by their row", extra={
+                    "target": self.target.name, "topic": topic, "partition": partition, "offset": offset,
+                    "error": str(exc)})
+                continue
+            if edit is not None:
+                edits.append(edit)
+        return edits
 
     def _finish(self, result: BatchResult, names: list[str]) -> None:
         """After a batch committed, in the loop's thread (the writer goes on with the next batch meanwhile):
@@ -461,4 +592,26 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
             tracked_columns.setdefault(mapping_set.qualified(rule.target), set()).update(rule.fields)
     return ApplyRunner(target, dialect, ops_for, sources, config.kafka.bootstrap(),
                        target_priority=mapping_set.systems[target.system].priority, local_times=local_times,
-                       tracked_columns=tracked_columns)
+                       tracked_columns=tracked_columns, own=own_topics(mapping_set, target.system, engine.version))
+
+
+def own_topics(mapping_set: MappingSet, system: str, version_of: VersionOf) -> OwnTopics | None:
+    """The topics of `system`'s own tables that rules write into and its capture publishes (some rule reads
+    them), with the columns whose local edits are versioned: those a last_writer_wins rule writes with a
+    plain value (`apply.own_changes`)."""
+    captured = {mapping_set.qualified(rule.source) for rule in mapping_set.rules if rule.source.system == system}
+    columns: dict[str, set[str]] = {}
+    for rule in mapping_set.rules:
+        table = mapping_set.qualified(rule.target)
+        if rule.target.system != system or table not in captured:
+            continue
+        local_time = rule.target.local_time.column if rule.target.local_time is not None else None
+        for name, spec in rule.fields.items():
+            # The row's own edit-time column dates edits; it is not one (and travels as a number).
+            if spec.effective_policy is Policy.LAST_WRITER_WINS and spec.aggregate is None and name != local_time:
+                columns.setdefault(table, set()).add(name)
+    if not columns:
+        return None
+    source_name = mapping_set.systems[system].source_name
+    return OwnTopics({table_topic(source_name, *table.split(".", 1)): OwnTable(table, frozenset(names))
+                      for table, names in columns.items()}, version_of)

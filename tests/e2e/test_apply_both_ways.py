@@ -129,6 +129,55 @@ def test_a_shop_customer_becomes_a_partner_once_and_edits_flow_both_ways_without
     assert identity == [("customer", "shop", str(customer_id), f"[{partner_id}]")]
 
 
+def test_concurrent_edits_of_one_field_end_with_the_later_commit_on_both_sides_whatever_else_the_row_saw(
+    sides: Sides,
+) -> None:
+    """Both sides edit the e-mail while the pipeline is stopped, so neither has seen the other's edit: the
+    later commit wins on both sides. The shop's e-mail was never written there by the replicator (round 1), and
+    in rounds 2 and 3 one side edits the phone after both e-mail edits: each side knows the exact time of its
+    own e-mail edit only from its own change stream, as its row was changed again since."""
+    sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email, phone) "
+                   "VALUES ('Grace', 'Hopper', 'grace@example.com', '100')")
+    (customer,) = sides.shop_sql("SELECT MAX(id_customer) FROM ps_customer")[0]
+    with running_pipeline(sides.config) as supervisor:
+        wait_until(lambda: sides.erp_sql("SELECT count(*) FROM res_partner WHERE x_shop_id = %s", (customer,))
+                   == [(1,)], "the customer in the ERP", supervisor=supervisor)
+    (partner,) = sides.erp_sql("SELECT id FROM res_partner WHERE x_shop_id = %s", (customer,))[0]
+
+    def shop_edit(column: str, value: str) -> None:
+        sides.shop_sql(f"UPDATE ps_customer SET {column} = %s WHERE id_customer = %s", (value, customer))
+        time.sleep(1.1)  # MariaDB commit times have whole-second resolution
+
+    def erp_edit(column: str, value: str) -> None:
+        sides.erp_sql(f"UPDATE res_partner SET {column} = %s WHERE id = %s", (value, partner))
+        time.sleep(1.1)
+
+    def both() -> tuple[Any, Any]:
+        return (sides.shop_sql("SELECT email, phone FROM ps_customer WHERE id_customer = %s", (customer,))[0],
+                sides.erp_sql("SELECT email, phone FROM res_partner WHERE id = %s", (partner,))[0])
+
+    def replicate(expected: tuple[str, str], what: str) -> None:
+        with running_pipeline(sides.config) as supervisor:
+            wait_until(lambda: both() == (expected, expected), what, supervisor=supervisor,
+                       describe=lambda: f"{both()}\n{_describe(sides)}")
+            time.sleep(2)  # nothing may move it afterwards
+        assert both() == (expected, expected)
+
+    erp_edit("email", "round1@erp.example")
+    shop_edit("email", "round1@shop.example")
+    replicate(("round1@shop.example", "100"), "round 1: the shop's later e-mail on both sides")
+
+    shop_edit("email", "round2@shop.example")
+    erp_edit("email", "round2@erp.example")
+    shop_edit("phone", "200")  # the shop row's time is now later than the ERP's e-mail edit
+    replicate(("round2@erp.example", "200"), "round 2: the ERP's later e-mail and the shop's phone on both sides")
+
+    erp_edit("email", "round3@erp.example")
+    shop_edit("email", "round3@shop.example")
+    erp_edit("phone", "300")  # the ERP row's time is now later than the shop's e-mail edit
+    replicate(("round3@shop.example", "300"), "round 3: the shop's later e-mail and the ERP's phone on both sides")
+
+
 def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_same_rows_flow_back(
     sides: Sides, devstack: ConnectionSettings,
 ) -> None:

@@ -70,6 +70,25 @@ def _cancel_mismatches(sides: ShopErp) -> str:
     return "\n".join(lines)
 
 
+def _customer_mismatches(sides: ShopErp) -> str:
+    """For each customer whose e-mail or name differs between the sides: both rows and their field versions,
+    to tell which side decided what."""
+    lines = []
+    for customer, email, firstname, lastname in sides.shop_sql(
+            "SELECT id_customer, email, firstname, lastname FROM ps_customer"):
+        partners = sides.erp_sql("SELECT id, email, name, write_date FROM res_partner WHERE ref = %s",
+                                 (f"PS-C{customer}",))
+        if not partners or (partners[0][1], partners[0][2]) == (email, f"{firstname} {lastname}"):
+            continue
+        shop_versions = sides.shop_sql("SELECT versions FROM replicator_row_version WHERE target_table LIKE %s "
+                                       "AND row_key = %s", ("%.ps_customer", f"[{customer}]"))
+        erp_versions = sides.erp_sql("SELECT versions FROM replicator_row_version WHERE target_table = "
+                                     "'public.res_partner' AND row_key = %s", (f"[{partners[0][0]}]",))
+        lines.append(f"customer {customer} {email!r} {firstname!r} {lastname!r} versions {shop_versions}; "
+                     f"ERP {partners[0]} versions {erp_versions}")
+    return "\n".join(lines)
+
+
 def test_every_flow_goes_through_capture_kafka_and_apply_in_both_directions(sides: ShopErp) -> None:
     with running_pipeline(sides.config) as pipeline, simulators(sides) as (shop, erp):
         wait_until(sides.snapshot_applied, "the initial snapshot on both sides", 120, pipeline)
@@ -372,7 +391,8 @@ def test_both_simulators_at_random_for_thousands_of_changes_end_converged(sides:
         wait_until(converged, "convergence", 180, pipeline,
                    lambda: "no report" if report is None else "\n".join(
                        [report.summary(), *(f"{f.name}: {d}" for f in report.flows for d in f.differences[:5]),
-                        f"dead letters: {sides.dead_letters()}", _cancel_mismatches(sides)]))
+                        f"dead letters: {sides.dead_letters()}", _cancel_mismatches(sides),
+                        _customer_mismatches(sides)]))
     assert report is not None
     checked = {flow.name: flow.checked for flow in report.flows}
     assert checked["orders"] > 200 and checked["stock"] == 20 and checked["payments"] > 0, checked
