@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
+import orjson
 import pytest
 
 from replicator.apply import applier as applier_module
@@ -13,12 +15,16 @@ from replicator.apply.applier import Applier, AwaitingOwnEdits
 from replicator.apply.dialect.base import Progress
 from replicator.apply.own_changes import OwnEdit, OwnEditError, OwnTable, own_edit
 from replicator.apply.reassembly import Unit
+from replicator.config import TargetConfig
+from replicator.envelope import debezium
 from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER
 from replicator.events import Op
 from replicator.mapping.engine import MappingEngine
 from replicator.mapping.ops import Version
-from tests.unit.memory_target import MemoryTarget
-from tests.unit.test_apply_pipeline import TABLE, mapping, source_row, transaction, unit_of
+from replicator.pipeline import apply_runner
+from replicator.pipeline.apply_runner import ApplyRunner, OwnTopics, SourceTopics
+from tests.unit.memory_target import MemoryTarget, recording_publisher
+from tests.unit.test_apply_pipeline import INFO, TABLE, Message, mapping, source_row, transaction, unit_of
 
 CUSTOMER = OwnTable("shopdb.customer", frozenset({"email", "phone"}))
 VERSION = Version(1_780_000_000_000, "shop", 2, "p")
@@ -149,3 +155,93 @@ def test_an_own_edit_is_recorded_only_for_the_value_the_row_holds_and_only_if_ne
     apply(applier, [], [erp_edit(1_780_000_000_100)])
     assert target.row_versions(TABLE, ["[3]"])["[3]"]["sku"] == {
         "ts": 1_780_000_000_100, "sys": "erp", "pri": 1, "pos": "00000000000000000001", "val": "ERP"}
+
+
+# --- the runner: a batch waits for own changes still to be read ---------------------------------------
+
+
+class ScriptedConsumer:
+    """Hands out messages step by step; a callable step runs (then nothing is handed out that time)."""
+
+    def __init__(self, steps: list[Any]) -> None:
+        self._steps = iter(steps)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        step = next(self._steps, [])
+        if callable(step):
+            step()
+            return []
+        if not step:
+            time.sleep(timeout)
+        return list(step)
+
+
+def numbered(messages: list[tuple[str, bytes | None, bytes | None]], offsets: dict[str, int]) -> list[Message]:
+    numbered_messages = []
+    for topic, key, value in messages:
+        offset = offsets.get(topic, 0)
+        offsets[topic] = offset + 1
+        numbered_messages.append(Message(topic, offset, key, value))
+    return numbered_messages
+
+
+def shop_messages(transactions: list[Any], offsets: dict[str, int]) -> list[Message]:
+    return numbered([(m.topic, debezium.dumps(m.key), debezium.dumps(m.value)) for tx in transactions
+                     for m in debezium.transaction_messages(tx, INFO, ts_ms=0)], offsets)
+
+
+def erp_own_change(row: int, ts_ms: int) -> tuple[str, bytes | None, bytes | None]:
+    """The ERP user's sku edit of order line `row`, as the ERP's capture publishes it."""
+    before = {"id": row, "sku": f"SKU-{row}", "qty": 1}
+    source = {"name": "erp", "connector": "postgresql", "schema": "public", "table": "order_line",
+              "ts_ms": ts_ms, "lsn": 1000 + row, "snapshot": "false", "origin": None}
+    value = {"op": "u", "before": before, "after": {**before, "sku": f"ERP-{row}"}, "source": source}
+    return ("erp.public.order_line", orjson.dumps({"id": row}), orjson.dumps(value))
+
+
+def test_the_runner_holds_a_batch_until_the_own_changes_it_needs_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shop changes of sku reach the ERP applier before the ERP's own edits of the same rows (made meanwhile,
+    their events still on their way): the batch waits, in order, and is decided by the exact versions."""
+    rows = range(1, 11)
+    target = RollbackTarget()
+    engine = MappingEngine(mapping(), target="erp")
+    config = TargetConfig.model_validate({"name": "erp-writer", "kind": "postgresql", "system": "erp",
+                                          "apply_from": ["shop"], "connection": {"dsn": {"env": "UNUSED"}},
+                                          "batch_max_events": 7})
+    monkeypatch.setattr(apply_runner, "AuditPublisher", lambda *args, **kwargs: recording_publisher()[0])
+    own = OwnTopics({"erp.public.order_line": OwnTable(TABLE, frozenset({"sku"}))}, engine.version)
+    runner = ApplyRunner(config, target, engine.ops_for, [SourceTopics("shop", "shop", ["shopdb.order_line"])],
+                         "unused:9092", target_priority=1, own=own)
+    runner.applier.own_columns = {TABLE: frozenset({"sku"})}
+
+    def erp_users_edit() -> None:
+        deadline = time.monotonic() + 10
+        while len(target.rows.get(TABLE, {})) < len(rows) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for row in rows:
+            target.rows[TABLE][(row,)]["sku"] = f"ERP-{row}"
+
+    # The shop's changes are at 1_780_000_000_000 + 10 ms * their number: 50 + row. Odd rows' ERP edits are
+    # earlier than that, even rows' later.
+    def erp_ms(row: int) -> int:
+        return 1_780_000_000_000 + (50 + row) * 10 + (5 if row % 2 == 0 else -5)
+
+    offsets: dict[str, int] = {}
+    steps: list[Any] = [
+        shop_messages([transaction(row, Op.CREATE, source_row(row)) for row in rows], offsets),
+        [], [], erp_users_edit,
+        shop_messages([transaction(50 + row, Op.UPDATE, {**source_row(row), "sku": "SHOP"}, source_row(row))
+                       for row in rows], offsets),
+        *[[] for _ in range(6)],  # a batch of them tries, waits, tries again
+        numbered([erp_own_change(row, erp_ms(row)) for row in rows], offsets),
+    ]
+    runner.on_batch = lambda result: runner.stop() if runner.stats.units >= 2 * len(rows) else None
+    runner._loop(ScriptedConsumer(steps))  # type: ignore[arg-type]
+
+    assert {row: target.rows[TABLE][(row,)]["sku"] for row in rows} == {
+        row: f"ERP-{row}" if row % 2 == 0 else "SHOP" for row in rows}
+    final = target.commits[-1][0]
+    assert final.offsets[("erp.public.order_line", 0)] == len(rows)
+    assert final.offsets[("shop.shopdb.order_line", 0)] == 2 * len(rows)
+    versions = target.row_versions(TABLE, ["[2]"])["[2]"]["sku"]
+    assert (versions["sys"], versions["ts"], versions["val"]) == ("erp", erp_ms(2), "ERP-2")
