@@ -27,7 +27,7 @@ from replicator.apply.own_changes import OwnEdit
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
 from replicator.apply.versions import canonical, compact_document, version_from_json, version_json
-from replicator.conflict.policies import same_value, stamp_of
+from replicator.conflict.policies import Outcome, describe, same_value, stamp_of
 from replicator.conflict.resolver import (
     Decision,
     FieldState,
@@ -158,6 +158,10 @@ class Applier:
         # Per target table, the columns whose local edits the runner reads back from the target's own change
         # stream (`record_own_edits`); a conflict on one of them waits for the local edit's version.
         self.own_columns: dict[str, frozenset[str]] = {}
+        # Per target table, the columns another system owns (column -> owner): local edits of them are undone.
+        self.owned_columns: dict[str, Mapping[str, str]] = {}
+        # The owner values the current batch wrote back over local edits: (table, key, decision), for the audit.
+        self.reasserted: list[tuple[str, dict[str, Any], Decision]] = []
         # (table, key, column, value) of local edits waited for -> since when (monotonic); when the batch being
         # applied first waited (None once a batch commits).
         self._own_waits: dict[tuple[str, Key, str, Any], float] = {}
@@ -291,6 +295,7 @@ class Applier:
                    own_edits: Sequence[OwnEdit] = ()) -> list[UnitOutcome]:
         store = RowStore(self.dialect)
         self._created_identities.clear()
+        self.reasserted = []
         if own_edits:
             # Before any unit is decided, and written at once: a unit's savepoint must not take them back.
             self.record_own_edits(own_edits, store)
@@ -374,6 +379,7 @@ class Applier:
             by_table.setdefault(edit.table, []).append(edit)
         for table, table_edits in by_table.items():
             pk = self.shapes.primary_key(table)
+            owned = self.owned_columns.get(table, {})
             columns = {c for edit in table_edits for c in edit.values}
             store.load(table, pk, [edit.key for edit in table_edits], self._columns_to_read(table, columns))
             for edit in table_edits:
@@ -390,6 +396,9 @@ class Applier:
                         raw = _decimal_or_text(raw)  # numeric/decimal columns travel as text
                     if canonical(current) != canonical(raw):
                         continue
+                    if column in owned:
+                        self._reassert_owner(table, pk, edit, column, owned[column], cached, store)
+                        continue
                     entries = cached.field_versions()
                     stored = entries.get(column)
                     if isinstance(stored, dict) and stamp_of(version_from_json(stored)) >= incoming:
@@ -398,6 +407,32 @@ class Applier:
                     recorded = True
                 if recorded:
                     store.versions_changed(table, edit.key)
+
+    def _reassert_owner(self, table: str, pk: tuple[str, ...], edit: OwnEdit, column: str, owner: str,
+                        cached: CachedRow, store: RowStore) -> None:
+        """A local edit of a field `owner` owns, still held by the row: write the owner's last value back, the
+        one the replicator last wrote (with no such value, the owner never spoke: the edit stays)."""
+        assert cached.values is not None
+        stored = cached.field_versions().get(column)
+        if not isinstance(stored, dict) or stored.get("sys") != owner:
+            return
+        current = cached.values.get(column)
+        value: Any = stored.get("val")
+        if current.__class__ is bool and value is not None:
+            value = bool(int(value))  # stored as 0/1 (canonical)
+        if same_value(value, current) or canonical(current) == stored.get("val"):
+            return
+        store.update(table, pk, edit.key, {column: value})
+        cached.values[column] = value
+        owner_version = version_from_json(stored)
+        self.reasserted.append((table, dict(zip(pk, edit.key, strict=True)), Decision(
+            column=column, policy=Policy.OWNER, outcome=Outcome.OWNER_REASSERTED,
+            reason=f"a local edit ({describe(edit.version)}) of a field {owner} owns: the owner's last value "
+                   f"({describe(owner_version)}) written back",
+            incoming_value=current, incoming_version=edit.version, incoming_rank=None, row_exists=True,
+            current_value=current, current_version=edit.version, current_rank=None, stored_version=owner_version,
+            stored_value=stored.get("val"), local_edit=True, estimated=False, write=True, result=value,
+            record=False)))
 
     def _dead_letter(self, unit: Unit, source: str, error: str, status: str, keys: list[str]) -> int:
         rows = self.dialect.execute(

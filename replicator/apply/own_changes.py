@@ -15,12 +15,15 @@ versions on both sides.
 
 Only plain values are recorded: aggregates are recomputed, not edited (a shop sale changes the stock the ERP's
 next recomputation decides); `delta`, `monotonic` and `owner` fields do not compare times that way.
+
+A local edit of a field that a rule writing here says the other system owns is not kept: the applier writes
+the owner's last value back (DESIGN 4.4: "the owner's value is re-asserted"), as the owner's next write would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.mapping.engine import changed_columns
@@ -36,6 +39,13 @@ class OwnTable:
 
     table: str  # qualified, as target ops name it
     columns: frozenset[str]  # written by a last_writer_wins rule with a plain value
+    # Written by a rule that says another system owns them: a local edit of one is undone (the owner's value
+    # re-asserted, DESIGN 4.4), column -> the owner.
+    owned: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return self.columns | frozenset(self.owned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +81,9 @@ def own_edit(envelope: Mapping[str, Any], table: OwnTable, primary_key: tuple[st
         before = envelope.get("before")
         if not isinstance(before, dict):
             return None
-        changed = changed_columns(before, after) & table.columns
+        changed = changed_columns(before, after) & table.watched
     else:
-        changed = frozenset(c for c in table.columns if c in after)
+        changed = frozenset(c for c in table.watched if c in after)
     if not changed:
         return None
     try:

@@ -142,6 +142,9 @@ class ApplyRunner:
         a crash can then repeat a batch's records (it is applied again), never lose them."""
         if self.audit is not None:
             _publish_outcomes(self.audit, self.target.name, outcomes, names)
+            for table, key, decision in self.applier.reasserted:  # owner values written back over local edits
+                self.audit.decision(target=self.target.name, table=table, key=key, mapping="",
+                                    source=self.target.system, transaction=None, decisions=[decision])
             self.audit.flush(AUDIT_CONFIRM_TIMEOUT_S)
 
     def run(self) -> ApplyStats:
@@ -196,6 +199,7 @@ class ApplyRunner:
                 del self._own_tables[topic]
         topics += list(self._own_tables)
         self.applier.own_columns = {own.table: own.columns for own in self._own_tables.values()}
+        self.applier.owned_columns = {own.table: own.owned for own in self._own_tables.values() if own.owned}
         missing = [t for t in topics if t not in metadata.topics]
         if missing:
             raise RetriableError(
@@ -601,17 +605,21 @@ def own_topics(mapping_set: MappingSet, system: str, version_of: VersionOf) -> O
     plain value (`apply.own_changes`)."""
     captured = {mapping_set.qualified(rule.source) for rule in mapping_set.rules if rule.source.system == system}
     columns: dict[str, set[str]] = {}
+    owned: dict[str, dict[str, str]] = {}
     for rule in mapping_set.rules:
         table = mapping_set.qualified(rule.target)
         if rule.target.system != system or table not in captured:
             continue
         local_time = rule.target.local_time.column if rule.target.local_time is not None else None
         for name, spec in rule.fields.items():
+            policy = spec.effective_policy
             # The row's own edit-time column dates edits; it is not one (and travels as a number).
-            if spec.effective_policy is Policy.LAST_WRITER_WINS and spec.aggregate is None and name != local_time:
+            if policy is Policy.LAST_WRITER_WINS and spec.aggregate is None and name != local_time:
                 columns.setdefault(table, set()).add(name)
-    if not columns:
+            elif policy is Policy.OWNER and spec.owner is not None and spec.owner != system:
+                owned.setdefault(table, {})[name] = spec.owner
+    if not columns and not owned:
         return None
     source_name = mapping_set.systems[system].source_name
-    return OwnTopics({table_topic(source_name, *table.split(".", 1)): OwnTable(table, frozenset(names))
-                      for table, names in columns.items()}, version_of)
+    return OwnTopics({table_topic(source_name, *table.split(".", 1)): OwnTable(
+        table, frozenset(columns.get(table, ())), owned.get(table, {})) for table in {*columns, *owned}}, version_of)

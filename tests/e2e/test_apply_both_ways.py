@@ -3,6 +3,7 @@ capture -> Kafka -> apply, with identities, per-field conflict resolution and lo
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,49 @@ def test_replicator_run_supervises_everything_and_drains_on_sigterm(sides: Sides
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
     assert code == 0, log.read_text()[-3000:]
+
+
+def test_a_shop_edit_of_a_field_the_erp_owns_is_undone_in_the_shop_with_the_erps_value(
+    devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
+) -> None:
+    """The phone is the ERP's, both ways: the ERP refuses the shop's edit of it, and the shop's applier, which
+    sees that local edit in the shop's own topic, writes the ERP's phone back (DESIGN 4.4: the owner's value is
+    re-asserted), with an owner_reasserted audit record. The shop's other edits flow as before."""
+    rules = copy.deepcopy(RULES)
+    rules[0]["fields"]["phone"] = {"from": "phone", "owner": "erp"}
+    rules[1]["fields"]["phone"] = {"from": "phone", "max_length": 32, "owner": "erp"}
+    sides = make_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                       topic_prefix.split("_")[-1] + "o", shop_ddl=SHOP_DDL, erp_ddl=ERP_DDL, rules=rules,
+                       shop_tables=["ps_customer"], erp_tables=["res_partner"])
+    started_ms = int(time.time() * 1000)
+    try:
+        sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email, phone) "
+                       "VALUES ('Alan', 'Turing', 'alan@example.com', '100')")
+        (customer,) = sides.shop_sql("SELECT MAX(id_customer) FROM ps_customer")[0]
+
+        def phones() -> tuple[Any, Any]:
+            return (sides.shop_sql("SELECT phone FROM ps_customer WHERE id_customer = %s", (customer,))[0][0],
+                    sides.erp_sql("SELECT phone FROM res_partner WHERE x_shop_id = %s", (customer,))[0][0])
+
+        with running_pipeline(sides.config) as supervisor:
+            wait_until(lambda: sides.erp_sql("SELECT count(*) FROM res_partner")[0][0] == 1, "the partner",
+                       supervisor=supervisor)
+            assert phones() == ("100", None)  # the shop does not own the phone: the new partner has none
+            sides.erp_sql("UPDATE res_partner SET phone = '555' WHERE x_shop_id = %s", (customer,))
+            wait_until(lambda: phones() == ("555", "555"), "the ERP's phone in the shop", supervisor=supervisor,
+                       describe=lambda: f"{phones()}\n{_describe(sides)}")
+            sides.shop_sql("UPDATE ps_customer SET phone = '999', email = 'alan@shop.example' "
+                           "WHERE id_customer = %s", (customer,))
+            wait_until(lambda: sides.erp_sql("SELECT email FROM res_partner")[0][0] == "alan@shop.example",
+                       "the shop's e-mail in the ERP", supervisor=supervisor, describe=lambda: _describe(sides))
+            wait_until(lambda: phones() == ("555", "555"), "the ERP's phone back in the shop",
+                       supervisor=supervisor, describe=lambda: f"{phones()}\n{_describe(sides)}")
+            time.sleep(2)
+            assert phones() == ("555", "555")
+        audit = read_topics(devstack.kafka_bootstrap, ["replicator.audit"], quiet_s=2, since_ms=started_ms)
+        reasserted = [field for r in audit if r.value and r.value.get("target") == sides.shop_target
+                      for field in r.value.get("fields", []) if field["outcome"] == "owner_reasserted"]
+        assert [(f["column"], f["current"], f["result"]) for f in reasserted] == [("phone", "999", "555")]
+    finally:
+        drop_origins(sides)

@@ -16,11 +16,12 @@ from replicator.apply.dialect.base import Progress
 from replicator.apply.own_changes import OwnEdit, OwnEditError, OwnTable, own_edit
 from replicator.apply.reassembly import Unit
 from replicator.config import TargetConfig
+from replicator.conflict.policies import Outcome
 from replicator.envelope import debezium
 from replicator.envelope.debezium import UNAVAILABLE_VALUE_PLACEHOLDER
 from replicator.events import Op
 from replicator.mapping.engine import MappingEngine
-from replicator.mapping.ops import Version
+from replicator.mapping.ops import Policy, Version
 from replicator.pipeline import apply_runner
 from replicator.pipeline.apply_runner import ApplyRunner, OwnTopics, SourceTopics
 from tests.unit.memory_target import MemoryTarget, recording_publisher
@@ -245,3 +246,29 @@ def test_the_runner_holds_a_batch_until_the_own_changes_it_needs_are_read(monkey
     assert final.offsets[("shop.shopdb.order_line", 0)] == 2 * len(rows)
     versions = target.row_versions(TABLE, ["[2]"])["[2]"]["sku"]
     assert (versions["sys"], versions["ts"], versions["val"]) == ("erp", erp_ms(2), "ERP-2")
+
+
+# --- fields the other system owns ------------------------------------------------------------------------
+
+
+def test_a_local_edit_of_a_field_the_other_system_owns_is_undone_with_the_owners_last_value() -> None:
+    owned = mapping().model_copy(deep=True)
+    owned.rules[0].fields["sku"] = owned.rules[0].fields["sku"].model_copy(
+        update={"owner": "shop", "policy": Policy.OWNER})
+    target = RollbackTarget()
+    applier = Applier(target, MappingEngine(owned, target="erp").ops_for, consumer="test", target_system="erp",
+                      target_priority=1)
+    applier.owned_columns = {TABLE: {"sku": "shop"}}
+    apply(applier, [unit_of(transaction(1, Op.CREATE, source_row(3)), 1)])  # the shop wrote SKU-3
+    target.rows[TABLE][(3,)]["sku"] = "ERP"
+    apply(applier, [], [erp_edit(1_780_000_000_100)])
+    assert target.rows[TABLE][(3,)]["sku"] == "SKU-3"
+    ((table, key, decision),) = applier.reasserted
+    assert (table, key, decision.outcome, decision.current_value, decision.result) == (
+        TABLE, {"id": 3}, Outcome.OWNER_REASSERTED, "ERP", "SKU-3")
+    assert "a local edit (erp@1780000000100/00000000000000000001) of a field shop owns" in decision.reason
+    # A value the owner never wrote (no version of the shop's) stays: nothing to restore.
+    target.rows[TABLE][(3,)]["sku"] = "ERP-2"
+    target.documents.clear()
+    apply(applier, [], [OwnEdit(TABLE, (3,), {"sku": "ERP-2"}, Version(1_780_000_000_200, "erp", 1, "2"))])
+    assert target.rows[TABLE][(3,)]["sku"] == "ERP-2" and applier.reasserted == []
