@@ -617,7 +617,10 @@ class Applier:
     def _link_by_match(self, op: TargetOp, system: str) -> str | None:
         """A row that existed before replication: find it by its natural key and record the link.
 
-        Ambiguity (several rows match) is a record-level error: guessing would merge two customers."""
+        A row already linked to another source row of the entity is not one: it is that row's (a shop customer
+        who registers with the e-mail an ERP partner of another customer holds at that moment must not take
+        that partner away from its customer). Ambiguity (several unlinked rows match) is a record-level error:
+        guessing would merge two customers."""
         assert op.identity is not None
         pk = self.shapes.primary_key(op.table)
         columns = sorted(op.match)
@@ -626,6 +629,12 @@ class Applier:
             + " AND ".join(f"{self.dialect.quote(c)} = %s" for c in columns),
             [op.match[c] for c in columns],
         )
+        if rows:
+            keys = [row_key_text(tuple(row)) for row in rows]
+            linked = {str(key) for (key,) in self.dialect.execute(
+                "SELECT target_key FROM replicator_identity WHERE entity = %s AND target_key IN ("
+                + ", ".join(["%s"] * len(keys)) + ")", (op.identity[0], *keys))}
+            rows = [row for row, key in zip(rows, keys, strict=True) if key not in linked]
         if not rows:
             return None
         if len(rows) > 1:

@@ -174,6 +174,35 @@ def test_every_flow_goes_through_capture_kafka_and_apply_in_both_directions(side
         assert sides.dead_letters() == []
 
 
+def test_a_customer_signing_up_with_an_e_mail_an_erp_partner_of_another_customer_holds_gets_a_partner_of_its_own(
+    sides: ShopErp,
+) -> None:
+    """Customers link to pre-existing ERP partners by e-mail (match_on). Customer 1 changes its e-mail, then a
+    new customer signs up with customer 1's old one, while the ERP still has it on customer 1's partner (here:
+    the pipeline is stopped, and both changes then arrive in one batch). That partner is customer 1's: the new
+    customer gets a new partner instead of taking it away."""
+    with running_pipeline(sides.config) as pipeline:
+        wait_until(sides.snapshot_applied, "the initial snapshot", 120, pipeline)
+    partner = sides.erp_one("SELECT id FROM res_partner WHERE ref = 'PS-C1'")
+    old_email = sides.shop_one("SELECT email FROM ps_customer WHERE id_customer = 1")
+    sides.shop_sql("UPDATE ps_customer SET email = 'moved@example.com', date_upd = NOW() WHERE id_customer = 1")
+    columns = [c for (c,) in sides.shop_sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+        "AND table_name = 'ps_customer' AND column_name NOT IN ('id_customer', 'email') ORDER BY ordinal_position")]
+    sides.shop_sql(f"INSERT INTO ps_customer (email, {', '.join(columns)}) "
+                   f"SELECT %s, {', '.join(columns)} FROM ps_customer WHERE id_customer = 1", (old_email,))
+    new = sides.shop_one("SELECT MAX(id_customer) FROM ps_customer")
+    def partners() -> list[tuple[Any, ...]]:
+        return sides.erp_sql("SELECT ref, email FROM res_partner WHERE ref IN ('PS-C1', %s) ORDER BY id",
+                             (f"PS-C{new}",))
+
+    with running_pipeline(sides.config) as pipeline:
+        wait_until(lambda: partners() == [("PS-C1", "moved@example.com"), (f"PS-C{new}", old_email)],
+                   "both customers with a partner of their own", 60, pipeline, lambda: str(partners()))
+    assert sides.erp_one("SELECT id FROM res_partner WHERE ref = 'PS-C1'") == partner
+    assert sides.dead_letters() == []
+
+
 def test_a_shop_edit_whose_date_upd_and_binlog_second_differ_loses_to_an_erp_edit_between_on_both_sides(
     sides: ShopErp,
 ) -> None:
