@@ -78,9 +78,10 @@ class AwaitingOwnEdits(Exception):
                          + (f" and {len(fields) - 5} more" if len(fields) > 5 else ""))
 
 
-# How long a batch may wait for the version of one local edit. It arrives within capture's latency when the
-# target's own capture runs; a value that no own change will ever explain (it was there before replication,
-# or differs from the other side's only by the mapping's normalisation) is then decided by its row's time.
+# How long a batch waits for the versions of local edits, and a value for its own change. It arrives within
+# capture's latency when the target's own capture runs; a value that no own change will ever explain (it was
+# there before replication, or differs from the other side's only by the mapping's normalisation) is then
+# decided by its row's time, and not waited for again.
 OWN_EDIT_WAIT_S = 3.0
 
 # A unit's target ops as the mapping engine made them, or the record-level error that mapping it raised.
