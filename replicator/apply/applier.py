@@ -16,18 +16,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from replicator.apply.dialect.base import Key, Progress, TargetDialect, json_value
-from replicator.apply.own_changes import OwnEdit
+from replicator.apply.own_changes import OwnEdit, OwnTable
 from replicator.apply.reassembly import SourcePosition, Unit
 from replicator.apply.rows import CachedRow, RowStore, row_key_text
 from replicator.apply.versions import canonical, compact_document, version_from_json, version_json
-from replicator.conflict.policies import Outcome, describe, same_value, stamp_of
+from replicator.conflict.policies import Outcome, describe, same_value, stamp_of, to_decimal
 from replicator.conflict.resolver import (
     Decision,
     FieldState,
@@ -69,7 +69,7 @@ class AwaitingOwnEdits(Exception):
     """A batch needs the version of a local edit that the target's own change stream has not delivered yet:
     a last_writer_wins field that both sides changed since they last agreed, whose value here no version
     explains. The batch is rolled back; the runner hands it over again once more own changes were read (see
-    `Applier.own_columns`)."""
+    `Applier.own_tables`)."""
 
     def __init__(self, fields: list[tuple[str, Key, str]]) -> None:
         self.fields = fields
@@ -156,11 +156,10 @@ class Applier:
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
         self._created_identities: dict[tuple[str, str, str], Key] = {}
         self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
-        # Per target table, the columns whose local edits the runner reads back from the target's own change
-        # stream (`record_own_edits`); a conflict on one of them waits for the local edit's version.
-        self.own_columns: dict[str, frozenset[str]] = {}
-        # Per target table, the columns another system owns (column -> owner): local edits of them are undone.
-        self.owned_columns: dict[str, Mapping[str, str]] = {}
+        # Per target table, what the runner reads back from the target's own change stream: the columns whose
+        # local edits are versioned (`record_own_edits`; a conflict on one waits for the edit's version) and those
+        # another system owns (a local edit of one is undone).
+        self.own_tables: dict[str, OwnTable] = {}
         # The owner values the current batch wrote back over local edits: (table, key, decision), for the audit.
         self.reasserted: list[tuple[str, dict[str, Any], Decision]] = []
         # (table, key, column, value) of local edits waited for -> since when (monotonic); when the batch being
@@ -380,7 +379,8 @@ class Applier:
             by_table.setdefault(edit.table, []).append(edit)
         for table, table_edits in by_table.items():
             pk = self.shapes.primary_key(table)
-            owned = self.owned_columns.get(table, {})
+            own = self.own_tables.get(table)
+            owned = own.owned if own is not None else {}
             columns = {c for edit in table_edits for c in edit.values}
             store.load(table, pk, [edit.key for edit in table_edits], self._columns_to_read(table, columns))
             for edit in table_edits:
@@ -394,7 +394,10 @@ class Applier:
                     if current.__class__ not in _OWN_RECORDABLE:
                         continue
                     if raw.__class__ is str and current.__class__ is Decimal:
-                        raw = _decimal_or_text(raw)  # numeric/decimal columns travel as text
+                        try:
+                            raw = to_decimal(raw)  # numeric/decimal columns travel as text
+                        except SkippableRecordError:
+                            continue  # NaN, or not a number: not comparable with the row's
                     if canonical(current) != canonical(raw):
                         continue
                     if column in owned:
@@ -421,8 +424,8 @@ class Applier:
         value: Any = stored.get("val")
         if current.__class__ is bool and value is not None:
             value = bool(int(value))  # stored as 0/1 (canonical)
-        if same_value(value, current) or canonical(current) == stored.get("val"):
-            return
+        if canonical(current) == stored.get("val"):
+            return  # the owner's value already
         store.update(table, pk, edit.key, {column: value})
         cached.values[column] = value
         owner_version = version_from_json(stored)
@@ -759,7 +762,7 @@ class Applier:
         # A missing row's fields are decided without their states (nothing competes with the incoming values).
         has_versions = cached is not None and (bool(cached.versions) or cached.compact is not None)
         states = self._field_states(op, cached) if exists or has_versions else {}
-        if exists and key is not None and op.table in self.own_columns:
+        if exists and key is not None and op.table in self.own_tables:
             self._await_own_edits(op, key, states)
         resolution: Resolution = resolve(op, states, exists)
         writes = dict(resolution.writes)
@@ -801,7 +804,7 @@ class Applier:
         last agreed (the change's previous value is not the one here) that no stored version explains yet, and
         the wait for its own change has not run out: its version decides the conflict, exactly as the other
         side decides it."""
-        columns = self.own_columns[op.table]
+        columns = self.own_tables[op.table].columns
         waiting: list[tuple[str, Key, str]] = []
         now = time.monotonic()
         if self._own_wait_started is not None and now - self._own_wait_started >= OWN_EDIT_WAIT_S:
@@ -857,14 +860,14 @@ class Applier:
         than it was. The other side decides against the edit's own commit time (its change event's), so
         the two would disagree about an incoming value made in between. Only last_writer_wins fields
         (no rank) are pinned; a field whose local time is unknown later is decided as before. Fields whose local
-        edits the own change stream dates (`own_columns`) are not: their edit's exact version is recorded when it
+        edits the own change stream dates (`own_tables`) are not: their edit's exact version is recorded when it
         arrives, and a pin, later than that version whenever the row was edited again, would keep it out.
         Returns whether a version was pinned."""
         assert cached.values is not None and cached.xact_ts_ms is not None
         local = Version(cached.xact_ts_ms, self.target_system, self.target_priority, "")
         pinned = False
         entries = cached.field_versions()
-        own = self.own_columns.get(table, frozenset())
+        own = self.own_tables[table].columns if table in self.own_tables else frozenset()
         for column, stored in list(entries.items()):
             if column in writes or column in recorded or column not in cached.values or column in own:
                 continue
@@ -927,13 +930,6 @@ class Applier:
 # The classes of column values whose own change events carry the same value (Decimal: as its text): times travel
 # as numbers, bytes as base64, documents as text, so those are neither recorded nor waited for.
 _OWN_RECORDABLE: frozenset[type] = frozenset({str, int, float, Decimal, bool, type(None)})
-
-
-def _decimal_or_text(text: str) -> Decimal | str:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return text
 
 
 def _rank_of_current(change: FieldChange, values: dict[str, Any] | None) -> int | None:

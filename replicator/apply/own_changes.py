@@ -14,7 +14,8 @@ side's applier gives the same event (`MappingEngine.version`). A later conflict 
 versions on both sides.
 
 Only plain values are recorded: aggregates are recomputed, not edited (a shop sale changes the stock the ERP's
-next recomputation decides); `delta`, `monotonic` and `owner` fields do not compare times that way.
+next recomputation decides); `delta` and `monotonic` fields do not compare times that way, and `owner` fields
+are handled as follows.
 
 A local edit of a field that a rule writing here says the other system owns is not kept: the applier writes
 the owner's last value back (DESIGN 4.4: "the owner's value is re-asserted"), as the owner's next write would.

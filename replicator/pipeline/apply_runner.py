@@ -198,8 +198,7 @@ class ApplyRunner:
             for topic in absent_own:
                 del self._own_tables[topic]
         topics += list(self._own_tables)
-        self.applier.own_columns = {own.table: own.columns for own in self._own_tables.values()}
-        self.applier.owned_columns = {own.table: own.owned for own in self._own_tables.values() if own.owned}
+        self.applier.own_tables = {own.table: own for own in self._own_tables.values()}
         missing = [t for t in topics if t not in metadata.topics]
         if missing:
             raise RetriableError(

@@ -96,7 +96,7 @@ def erp_applier() -> tuple[RollbackTarget, Applier]:
     target = RollbackTarget()
     applier = Applier(target, MappingEngine(mapping(), target="erp").ops_for, consumer="test",
                       target_system="erp", target_priority=1)
-    applier.own_columns = {TABLE: frozenset({"sku"})}
+    applier.own_tables = {TABLE: OwnTable(TABLE, frozenset({"sku"}))}
     apply(applier, [unit_of(transaction(1, Op.CREATE, source_row(3)), 1)])  # row 3, sku SKU-3
     return target, applier
 
@@ -213,7 +213,7 @@ def test_the_runner_holds_a_batch_until_the_own_changes_it_needs_are_read(monkey
     own = OwnTopics({"erp.public.order_line": OwnTable(TABLE, frozenset({"sku"}))}, engine.version)
     runner = ApplyRunner(config, target, engine.ops_for, [SourceTopics("shop", "shop", ["shopdb.order_line"])],
                          "unused:9092", target_priority=1, own=own)
-    runner.applier.own_columns = {TABLE: frozenset({"sku"})}
+    runner.applier.own_tables = {TABLE: OwnTable(TABLE, frozenset({"sku"}))}
 
     def erp_users_edit() -> None:
         deadline = time.monotonic() + 10
@@ -258,7 +258,7 @@ def test_a_local_edit_of_a_field_the_other_system_owns_is_undone_with_the_owners
     target = RollbackTarget()
     applier = Applier(target, MappingEngine(owned, target="erp").ops_for, consumer="test", target_system="erp",
                       target_priority=1)
-    applier.owned_columns = {TABLE: {"sku": "shop"}}
+    applier.own_tables = {TABLE: OwnTable(TABLE, frozenset(), {"sku": "shop"})}
     apply(applier, [unit_of(transaction(1, Op.CREATE, source_row(3)), 1)])  # the shop wrote SKU-3
     target.rows[TABLE][(3,)]["sku"] = "ERP"
     apply(applier, [], [erp_edit(1_780_000_000_100)])
@@ -272,3 +272,4 @@ def test_a_local_edit_of_a_field_the_other_system_owns_is_undone_with_the_owners
     target.documents.clear()
     apply(applier, [], [OwnEdit(TABLE, (3,), {"sku": "ERP-2"}, Version(1_780_000_000_200, "erp", 1, "2"))])
     assert target.rows[TABLE][(3,)]["sku"] == "ERP-2" and applier.reasserted == []
+
