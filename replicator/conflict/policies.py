@@ -32,7 +32,10 @@ What the target holds (`TargetValue.of`)
       A local edit that sets the field back to exactly `written` cannot be told from no edit.
 
 Policies
-    - last_writer_wins: the greater stamp wins; an equal stamp is a duplicate and changes nothing.
+    - last_writer_wins: the greater stamp wins; an equal stamp is a duplicate and changes nothing. One
+      exception: a change whose previous value is the target's value, and that value is the target's own
+      (a local edit, recorded or not), follows it causally (the source had received it): it wins even with
+      an older stamp, as MariaDB's whole seconds can give an edit made just after ours.
     - owner: only the owner's writes change the field. A write from another system is refused
       (OWNER_REFUSED) and the target's value is handed back as `Reassert`, so that the caller can send
       the owner's value back to the writer. In the two-system topology the target of a refused write is
@@ -174,7 +177,8 @@ def decide_last_writer_wins(value: Any, version: Version, held: TargetValue, pre
     incoming = stamp_of(version)
     if held.stamp is None or incoming > held.stamp:
         return _accept(value, held, f"{describe(version)} is newer than the target's {_held(held)}")
-    if held.local and previous is not NO_PREVIOUS and held.exists and same_value(previous, held.value):
+    if (previous is not NO_PREVIOUS and held.exists and _not_from(held, version.system)
+            and same_value(previous, held.value)):
         # The source changed the very value this target holds: it had received it (this target's own edit,
         # replicated there) before changing it, so the change follows it. Clocks cannot tell within a second
         # (MariaDB stamps whole seconds), causality can.
@@ -182,6 +186,12 @@ def decide_last_writer_wins(value: Any, version: Version, held: TargetValue, pre
     if incoming == held.stamp:
         return Verdict(Outcome.UNCHANGED, f"duplicate of {describe(version)}, which the target holds")
     return _refuse(held, f"{describe(version)} is older than the target's {_held(held)}")
+
+
+def _not_from(held: TargetValue, system: str) -> bool:
+    """Whether the target's value is not one `system` wrote: a local edit, unrecorded (`local`) or recorded from
+    the target's own change stream (its stored version is the target system's)."""
+    return held.local or (held.stored_version is not None and held.stored_version.system != system)
 
 
 def decide_monotonic(value: Any, rank: int | None, version: Version, held: TargetValue) -> Verdict:

@@ -273,3 +273,15 @@ def test_a_local_edit_of_a_field_the_other_system_owns_is_undone_with_the_owners
     apply(applier, [], [OwnEdit(TABLE, (3,), {"sku": "ERP-2"}, Version(1_780_000_000_200, "erp", 1, "2"))])
     assert target.rows[TABLE][(3,)]["sku"] == "ERP-2" and applier.reasserted == []
 
+
+def test_a_change_made_from_the_recorded_local_value_follows_it_even_with_an_older_stamp() -> None:
+    """The shop received the ERP's edit and changed it within the same second: MariaDB's whole seconds date the
+    shop's change before the ERP's edit, yet the change was made from it, so it wins (as it did before the
+    ERP's edit had a recorded version)."""
+    target, applier = erp_applier()
+    target.rows[TABLE][(3,)]["sku"] = "ERP"
+    apply(applier, [], [erp_edit(1_780_000_000_900)])  # recorded at ...900
+    from_erp = unit_of(transaction(50, Op.UPDATE, {**source_row(3), "sku": "SHOP"}, {**source_row(3), "sku": "ERP"}),
+                       50)  # at ...500, previous value ERP
+    apply(applier, [from_erp])
+    assert target.rows[TABLE][(3,)]["sku"] == "SHOP"
