@@ -40,7 +40,7 @@ from replicator.errors import ConfigError, RetriableError, SkippableRecordError
 from replicator.mapping.ops import Policy, TargetOp, Version
 from replicator.mapping.spec import MappingSet
 from replicator.transport.audit import AuditPublisher
-from replicator.transport.kafka import TopicSpec, ensure_topics
+from replicator.transport.kafka import TopicSpec, ensure_topics, watermarks
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,8 @@ class ApplyRunner:
                     self._own_next[(topic, partition)] = offset
         consumer.assign(assignment)
         for topic, partition in self._own_next:
-            _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            # The own topics may have been created by the capture a moment ago, in the same `replicator run`.
+            _, end = watermarks(consumer, TopicPartition(topic, partition), timeout=30)
             self._own_ends[(topic, partition)] = end
         return consumer
 

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from confluent_kafka import KafkaException
+
 from replicator.errors import ConfigError, FatalError, RetriableError
+from replicator.transport.kafka import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,12 @@ class Supervisor:
                 if self._stopping.is_set():
                     break
                 raise RetriableError(f"{worker.name} returned without being asked to stop")
-            except RetriableError as exc:
+            except (RetriableError, KafkaException) as exc:
+                if isinstance(exc, KafkaException) and not is_transient(exc.args[0]):
+                    log.exception("stopping: unexpected error", extra={"worker": worker.name})
+                    self._unexpected(worker, exc)
+                    break
+                # A Kafka error librdkafka calls retriable (a leader moving, a broker restarting) is one too.
                 worker.restarts += 1
                 if time.monotonic() - started > 60:
                     backoff = 0.5  # it ran fine for a while: this is a new problem
@@ -69,12 +77,15 @@ class Supervisor:
                 log.error("stopping: fatal error", extra={"worker": worker.name, "error": str(exc)})
                 self.stop()
             except Exception as exc:
-                # Unclassified errors are bugs or unknown conditions: stop rather than loop on them.
-                worker.failure = exc
-                self._fatal.append(f"{worker.name}: unexpected {type(exc).__name__}: {exc}")
                 log.exception("stopping: unexpected error", extra={"worker": worker.name})
-                self.stop()
+                self._unexpected(worker, exc)
         worker.done.set()
+
+    def _unexpected(self, worker: Worker, exc: Exception) -> None:
+        # Unclassified errors are bugs or unknown conditions: stop rather than loop on them.
+        worker.failure = exc
+        self._fatal.append(f"{worker.name}: unexpected {type(exc).__name__}: {exc}")
+        self.stop()
 
     def start(self) -> None:
         for worker in self.workers:

@@ -184,7 +184,7 @@ def read_last_value(bootstrap: str, topic: str, key: bytes, timeout: float = 30.
         assignments = [TopicPartition(topic, p, 0) for p in partitions]
         ends = {}
         for tp in assignments:
-            low, high = _watermarks(consumer, tp, timeout)
+            low, high = watermarks(consumer, tp, timeout)
             ends[tp.partition] = high
             tp.offset = low
         todo = {p for p, high in ends.items() if high > 0}
@@ -224,13 +224,14 @@ _NOT_YET = frozenset({
 })
 
 
-def _transient(error: KafkaError) -> bool:
-    return bool(error.retriable()) or error.code() in _NOT_YET
+def is_transient(error: object) -> bool:
+    """Whether a Kafka error (the argument of a KafkaException) means "try again later"."""
+    return isinstance(error, KafkaError) and (bool(error.retriable()) or error.code() in _NOT_YET)
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
-    """A just-created topic's leader may not serve requests yet (NOT_LEADER_FOR_PARTITION): retry
-    retriable errors until `timeout`."""
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """A partition's (low, high) offsets. A just-created topic's leader may not serve requests yet
+    (NOT_LEADER_FOR_PARTITION): retriable errors are retried until `timeout`, then raised as RetriableError."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -238,7 +239,7 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0]
-            if not (isinstance(error, KafkaError) and _transient(error)) or time.monotonic() > deadline:
+            if not is_transient(error) or time.monotonic() > deadline:
                 raise RetriableError(f"reading {tp.topic}: {error}") from None
             time.sleep(0.2)
 
@@ -321,7 +322,7 @@ class RequestWatcher:
             assignments = []
             for p in metadata.topics[topic].partitions:
                 tp = TopicPartition(topic, p, 0)
-                tp.offset = _watermarks(self._consumer, tp, timeout)[1]
+                tp.offset = watermarks(self._consumer, tp, timeout)[1]
                 assignments.append(tp)
             self._consumer.assign(assignments)
         except BaseException:

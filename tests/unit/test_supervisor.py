@@ -1,0 +1,59 @@
+"""How the supervisor reads a worker's error: retriable ones (ours, or Kafka's transient ones) restart the
+worker; anything else stops the pipeline with the worker's name and the error."""
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import KafkaError, KafkaException
+
+from replicator.errors import FatalError, RetriableError
+from replicator.pipeline.supervisor import Supervisor
+
+
+class Scripted:
+    """A worker whose first runs raise the scripted errors; the run after them waits until stopped."""
+
+    def __init__(self, errors: list[BaseException], started: threading.Event) -> None:
+        self.errors = errors
+        self.started = started
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.started.set()
+        self._stop.wait(10)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _supervise(errors: list[BaseException]) -> tuple[Supervisor, threading.Event]:
+    started = threading.Event()
+    supervisor = Supervisor(max_backoff_s=0.05)
+    script = list(errors)
+    supervisor.add("apply:erp-writer", lambda: Scripted(script, started))
+    supervisor.start()
+    return supervisor, started
+
+
+def test_a_kafka_partition_without_its_leader_yet_restarts_the_worker() -> None:
+    not_yet = KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+    supervisor, started = _supervise([not_yet, RetriableError("database restarting")])
+    assert started.wait(10), "the worker was not restarted after two retriable errors"
+    supervisor.stop()
+    assert supervisor.wait(10) == []
+    assert supervisor.workers[0].restarts == 2
+
+
+def test_a_kafka_error_that_is_not_transient_stops_the_pipeline_naming_the_worker() -> None:
+    denied = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    supervisor, started = _supervise([denied])
+    fatal = supervisor.wait(10)
+    assert len(fatal) == 1 and fatal[0].startswith("apply:erp-writer: unexpected KafkaException")
+    assert not started.is_set() and supervisor.stopping
+
+
+def test_a_fatal_error_stops_the_pipeline_with_its_message() -> None:
+    supervisor, _ = _supervise([FatalError("slot replicator_erp was dropped")])
+    assert supervisor.wait(10) == ["apply:erp-writer: slot replicator_erp was dropped"]
