@@ -15,7 +15,9 @@ For each target (PostgreSQL ERP <- MariaDB shop changes; MariaDB shop <- Postgre
    MariaDB, PyMySQL multi-row INSERT ... ON DUPLICATE KEY UPDATE of 1000 rows per statement;
 5. the applier: `build_apply` + `ApplyRunner.run()` in a fresh process, timed from the runner's `ready` event
    until the commit of the batch that holds the last row (that commit carries the runner's progress);
-6. the ceilings again, so a machine that got busier or quieter during the case shows; the faster run counts.
+6. the ceilings again, so a machine that got busier or quieter during the case shows; the faster run counts;
+7. the floor (`floor_worker`, not the product): the least an applier with the product's guarantees does per
+   row, as one straight loop, consuming only and then applying, to show where Python's cost per row starts.
 
 The target is then checked against the source (count, sums, times), its stored progress against the topics'
 ends, and no dead letter may exist. CPU is the run's own process (getrusage: Python and librdkafka threads),
@@ -50,6 +52,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import capture_bench
+import orjson
 import yaml
 from capture_bench import (
     HEARTBEAT_S,
@@ -346,9 +349,126 @@ def mariadb_writer(conn: Any, table: str) -> Callable[[list[tuple[Any, ...]]], N
     return multirow
 
 
+# --- the floor: the least any applier with the product's guarantees does per row -----------------------
+
+
+def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Not the product: the least work an applier with its guarantees does for the same backlog, in a straight
+    loop with none of the product's generality, to show where Python's cost per row starts (`--floor`).
+
+    `consume`: read the table topic and the transaction topic (all three messages of each transaction), decode
+    each change event and END marker (BEGIN markers skipped by their first bytes, as the applier does), and
+    release transactions in END order once their event arrived. `apply`: that, plus per batch of `batch` rows
+    one target transaction with the rows (PostgreSQL: COPY into a staging table and one upsert from it, the
+    faster ceiling; MariaDB: the multi-row upsert of its ceiling), one compact versions document per row (one
+    statement), the consumer offsets, and one audit record per row confirmed by Kafka before the commit. No
+    mapping engine, conflict reads, identity map, dead letters or overlap of Python work with the database."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    kind, batch, rows_expected = spec["target_kind"], spec["batch"], spec["rows"]
+    event_topic, tx_topic, audit_topic = spec["event_topic"], spec["tx_topic"], spec["audit_topic"]
+    consumer = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"floor-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False, "fetch.wait.max.ms": 10})
+    consumer.assign([TopicPartition(event_topic, 0, 0), TopicPartition(tx_topic, 0, 0)])
+    audit = Producer({"bootstrap.servers": spec["bootstrap"], "enable.idempotence": True, "linger.ms": 20,
+                      "compression.type": "lz4", "delivery.report.only.error": True})
+    write_rows: Callable[[list[tuple[Any, ...]]], None] | None = None
+    conn: Any = None
+    if spec["variant"] == "apply":
+        dsn = os.environ[spec["target_env"]]
+        if kind == "postgresql":
+            conn = pg_connect_dsn(dsn, autocommit=False)
+            write_rows = pg_writer(conn, spec["table"], "copy")
+        else:
+            conn = mariadb_connect_dsn(dsn, autocommit=False)
+            write_rows = mariadb_writer(conn, spec["table"])
+    cursor = None if conn is None else conn.cursor()
+    loads, dumps = orjson.loads, orjson.dumps
+    pending: dict[str, dict[str, Any]] = {}  # transaction id -> its change event
+    ends: list[str] = []  # transaction ids in END (commit) order
+    released = applied = batches = 0
+    window = Window(spec["server_pids"])
+    window.start()
+    while applied < rows_expected:
+        for msg in consumer.consume(10000, 0.05):
+            if msg.error() is not None:
+                raise RuntimeError(f"floor: reading Kafka: {msg.error()}")
+            raw = msg.value()
+            if msg.topic() == tx_topic:
+                if not raw.startswith(b'{"status":"BEGIN",'):
+                    ends.append(loads(raw)["id"])
+            else:
+                event = loads(raw)
+                loads(msg.key())
+                pending[event["transaction"]["id"]] = event
+        ready = []
+        while released < len(ends) and ends[released] in pending and len(ready) < batch:
+            ready.append(pending.pop(ends[released]))
+            released += 1
+        if not ready:
+            continue
+        if cursor is None:
+            applied += len(ready)
+            continue
+        assert write_rows is not None
+        values: list[tuple[Any, ...]] = []
+        versions: dict[str, Any] = {}
+        for event in ready:
+            after, source = event["after"], event["source"]
+            stamp = after["created_at"]
+            created = (datetime.fromtimestamp(stamp / 1e6, UTC) if stamp.__class__ is int
+                       else datetime.fromisoformat(stamp)).replace(tzinfo=None)
+            values.append((after["id"], after["qty"], after["sku"], Decimal(after["price"]), created))
+            position = f"{source.get('lsn') or source.get('gtid')}:{source.get('row', 0):010d}"
+            version = [source["ts_ms"], "shop", 0, position]
+            versions[f"[{after['id']}]"] = {"@": version, "id": str(after["id"]), "qty": str(after["qty"]),
+                                            "sku": after["sku"], "price": after["price"],
+                                            "created_at": created.isoformat()}
+            audit.produce(audit_topic, dumps({"target": "floor", "table": spec["table"], "key": {"id": after["id"]}}),
+                          dumps({"decision": "applied", "table": spec["table"], "key": {"id": after["id"]},
+                                 "transaction": event["transaction"]["id"], "version": version, "values": after}))
+        write_rows(values)
+        if kind == "postgresql":
+            cursor.execute("INSERT INTO floor_row_version SELECT key, value FROM jsonb_each(%s::jsonb) "
+                           "ON CONFLICT (row_key) DO UPDATE SET versions = EXCLUDED.versions",
+                           (dumps(versions).decode(),))
+            progress = ("INSERT INTO floor_progress VALUES (%s, %s) "
+                        "ON CONFLICT (topic) DO UPDATE SET next_offset = EXCLUDED.next_offset")
+        else:
+            cursor.executemany("INSERT INTO floor_row_version VALUES (%s, %s) "
+                               "ON DUPLICATE KEY UPDATE versions = VALUES(versions)",
+                               [(key, dumps(doc).decode()) for key, doc in versions.items()])
+            progress = ("INSERT INTO floor_progress VALUES (%s, %s) "
+                        "ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)")
+        cursor.executemany(progress, [(event_topic, applied + len(ready)), (tx_topic, 2 * (applied + len(ready)))])
+        if audit.flush(30):
+            raise RuntimeError("floor: audit records unconfirmed after 30 s")
+        conn.commit()
+        applied += len(ready)
+        batches += 1
+    measured = window.stop()
+    consumer.close()
+    if conn is not None:
+        conn.close()
+    return {**measured, "rows": applied, "batches": batches or 1}
+
+
+def create_floor_tables(kind: str, dsn: str) -> None:
+    """The floor's versions and progress tables, beside the target table."""
+    if kind == "postgresql":
+        with pg_connect_dsn(dsn) as conn:
+            conn.execute("CREATE TABLE floor_row_version (row_key text PRIMARY KEY, versions jsonb NOT NULL)")
+            conn.execute("CREATE TABLE floor_progress (topic text PRIMARY KEY, next_offset bigint NOT NULL)")
+    else:
+        with contextlib.closing(mariadb_connect_dsn(dsn)) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE floor_row_version (row_key varchar(190) PRIMARY KEY, versions json NOT NULL)")
+            cur.execute("CREATE TABLE floor_progress (topic varchar(190) PRIMARY KEY, next_offset bigint NOT NULL)")
+
+
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "apply": apply_worker,
     "ceiling": ceiling_worker,
+    "floor": floor_worker,
 }
 
 
@@ -567,6 +687,26 @@ def run_case(target_kind: str, rows: int, ctx: dict[str, Any], profile_path: Pat
               f"{apply['batches']} batches", flush=True)
         for method, runs in ceiling_runs.items():
             runs.append(ceiling(method, 2))
+        floors: dict[str, dict[str, Any]] = {}
+        if ctx["floor"]:
+            from replicator.transport.kafka import TopicSpec, ensure_topics
+
+            audit_topic = f"{name}.floor-audit"
+            topics.append(audit_topic)
+            ensure_topics(settings.kafka_bootstrap, [TopicSpec(audit_topic)])
+            create_floor_tables(target_kind, target.dsn)
+            for variant in ("consume", "apply"):
+                table = f"floor_{variant}"
+                create_table_copy(target_kind, target.dsn, table)
+                floors[variant] = run_worker("floor", {
+                    **common, "variant": variant, "table": table, "batch": batch, "rows": rows,
+                    "target_kind": target_kind, "target_env": target_env, "bootstrap": settings.kafka_bootstrap,
+                    "event_topic": topics[0], "tx_topic": topics[1], "audit_topic": audit_topic,
+                }, workdir)
+                if variant == "apply":
+                    _check_table("floor", table_summary(target_kind, target.dsn, table), expected)
+                print(f"   floor {variant:<8} {rows / floors[variant]['wall_s']:>9,.0f} rows/s "
+                      f"in {floors[variant]['wall_s']:.2f}s", flush=True)
 
         best = {m: max(runs, key=lambda run: rows / run["wall_s"]) for m, runs in ceiling_runs.items()}
         apply_rate = rows / apply["wall_s"]
@@ -582,6 +722,8 @@ def run_case(target_kind: str, rows: int, ctx: dict[str, Any], profile_path: Pat
                 for m, runs in ceiling_runs.items()
             },
             ratio=apply_rate / (rows / best[main_method]["wall_s"]),
+            floors={variant: {**_figures(run, rows), "ratio": best[main_method]["wall_s"] / run["wall_s"]}
+                    for variant, run in floors.items()},
             server_version=target.server_version(),
             loadavg_after=os.getloadavg()[0],
         )
@@ -770,6 +912,15 @@ def report(results: list[dict[str, Any]], previous: dict[str, Any]) -> str:
                 ceiling_rows,
             ),
         ]
+    floor_rows = [
+        [r["target"], variant, f"{f['rows_per_s']:,.0f}", f"{f['ratio'] * 100:.1f}%", f"{f['cpu_s_per_1k']:.3f}",
+         f"{f['main_thread_busy'] * 100:.0f}%", f"{f['db_cpu_s_per_1k']:.3f}", f"{f['kafka_cpu_s_per_1k']:.3f}"]
+        for r in done for variant, f in r.get("floors", {}).items()
+    ]
+    if floor_rows:
+        out += ["", "floor (not the product: the least an applier with its guarantees does, in one straight loop):",
+                _table(["target", "variant", "rows/s", "of ceiling", "cpu s/1k rows", "main thread", "db cpu s/1k",
+                        "kafka cpu s/1k"], floor_rows)]
     for r in results:
         if "error" in r:
             out.append(f"FAILED {r['target']} <- {r['source']}: {r['error']}")
@@ -880,6 +1031,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="run the applier under cProfile (slower), print where the time goes; results are not saved",
     )
     parser.add_argument("--profile-top", type=int, default=25, help="functions listed per profile (default 25)")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the floor runs (the least work an applier with the product's guarantees does, in a straight loop)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("ROLE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -918,7 +1074,7 @@ def main(argv: Sequence[str]) -> int:
         settings, server_pids, stack_text = stack
         meta["stack"] = stack_text
         ctx = {"settings": settings, "server_pids": server_pids, "workdir": Path(tmp), "timeout_s": args.timeout,
-               "batch": args.batch}
+               "batch": args.batch, "floor": not args.no_floor}
         for target_kind in args.targets:
             profile_path = None
             if args.profile:
