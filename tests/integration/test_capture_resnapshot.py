@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,12 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from replicator.capture.base import TxCommit
 from replicator.cli import app
+from replicator.config import load_config
 from replicator.devstack import ConnectionSettings, mariadb_connect
+from replicator.events import Op, RowChange
+from replicator.pipeline.capture_runner import build_capture
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import capture_thread, write_config
@@ -192,3 +196,71 @@ def test_requested_tables_are_read_again_interleaved_with_the_stream(
     assert _reads([r for r in records if r.topic == other_topic]) == {1: 2, 2: 2}
     assert sum(_reads([r for r in records if r.topic == item_topic]).values()) == sum(reads.values())
     assert replay_ids([r for r in records if r.topic == other_topic]) == side.rows("other")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_delete_the_window_passed_keeps_its_re_insert_passing_after_a_restart_inside_the_window(
+    kind: str, request: pytest.FixtureRequest, devstack: ConnectionSettings, topic_prefix: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Row 7 is deleted and inserted again while capture is down, then a re-read is requested: the read
+    (served at start, before streaming) holds the re-inserted row. The stream then brings the delete, older
+    than the read: it passes (consumers holding the row from the first read must drop it), and so must the
+    re-insert after it, though the read contains it. Capture stops right after the delete is acknowledged
+    and starts again, still inside the window: the re-insert must still pass, or row 7 is gone for every
+    consumer (read, then deleted)."""
+    bootstrap = devstack.kafka_bootstrap
+    name = topic_prefix.replace("test_", "rspass")
+    env = f"DSN_{name.upper()}"
+    if kind == "postgresql":
+        side = _pg_side(request.getfixturevalue("pg_database"), env, monkeypatch)
+    else:
+        side = _mariadb_side(request.getfixturevalue("mariadb_database"), env, monkeypatch)
+    side.sql("CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)")
+    side.sql("INSERT INTO item VALUES " + ", ".join(f"({i}, {i})" for i in range(1, 21)))
+    ns = side.namespace
+    topic = f"{name}.{ns}.item"
+    config = write_config(tmp_path / "c.yaml", bootstrap, [{
+        "name": name, **side.source, "tables": [f"{ns}.item"], "heartbeat_interval_s": 0.5,
+        "snapshot_chunk_rows": 5,
+    }])
+    with capture_thread(config, name):
+        read_topics(bootstrap, [topic], until=20, quiet_s=0.5)  # the initial snapshot
+        deadline = time.monotonic() + 30
+        # Stopped only once the snapshot is recorded as done: stopped before, the next start would take it
+        # again, at a point after the changes below, and stream none of them.
+        while not orjson.loads(read_last_value(bootstrap, f"{name}.offsets", name.encode()) or b"{}").get(
+                "snapshot_done"):
+            assert time.monotonic() < deadline, "the initial snapshot was never recorded as done"
+            time.sleep(0.2)
+    side.sql("DELETE FROM item WHERE id = 7")
+    side.sql("INSERT INTO item VALUES (7, 999)")
+    _request(config, name, f"{ns}.item")
+
+    # Capture that ends its stream right after the transaction holding the delete: the runner then flushes
+    # and acknowledges it, as on SIGTERM, and the re-insert is not read.
+    runner = build_capture(load_config(config), name)
+    stream = runner.source.stream
+
+    def until_the_delete() -> Iterator[Any]:
+        deleted = False
+        for item in stream():
+            yield item
+            deleted = deleted or (isinstance(item, RowChange) and item.op is Op.DELETE)
+            if deleted and isinstance(item, TxCommit):
+                return
+
+    runner.source.stream = until_the_delete  # type: ignore[method-assign]
+    runner.run()
+    stored = orjson.loads(read_last_value(bootstrap, f"{name}.offsets", name.encode()) or b"{}")
+    assert stored["replay_window"]["passed"]["deleted"] == [[f"{ns}.item", "(7,)"]], stored
+
+    with capture_thread(config, name):
+        deadline = time.monotonic() + 30
+        while replay_ids(records := read_topics(bootstrap, [topic], quiet_s=0.5)) != side.rows("item"):
+            assert time.monotonic() < deadline, (replay_ids(records), side.rows("item"))
+    events_7 = [(r.value["op"], r.value["after"] and r.value["after"]["n"]) for r in records
+                if r.value is not None and r.key["id"] == 7]
+    # The first read, the re-read (of the re-inserted row), the delete once (the restart began after it), the
+    # re-insert.
+    assert events_7 == [("r", 7), ("r", 999), ("d", None), ("c", 999)], events_7
