@@ -361,7 +361,8 @@ def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     release transactions in END order once their event arrived. `apply`: that, plus per batch of `batch` rows
     one target transaction with the rows (PostgreSQL: COPY into a staging table and one upsert from it, the
     faster ceiling; MariaDB: the multi-row upsert of its ceiling), one compact versions document per row (one
-    statement), the consumer offsets, and one audit record per row confirmed by Kafka before the commit. No
+    statement; on MariaDB as hex literals, as the product writes them), the consumer offsets, and one audit
+    record per row confirmed by Kafka before the commit. No
     mapping engine, conflict reads, identity map, dead letters or overlap of Python work with the database."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -435,9 +436,11 @@ def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
             progress = ("INSERT INTO floor_progress VALUES (%s, %s) "
                         "ON CONFLICT (topic) DO UPDATE SET next_offset = EXCLUDED.next_offset")
         else:
-            cursor.executemany("INSERT INTO floor_row_version VALUES (%s, %s) "
-                               "ON DUPLICATE KEY UPDATE versions = VALUES(versions)",
-                               [(key, dumps(doc).decode()) for key, doc in versions.items()])
+            # As the product's MariaDB dialect writes them: each document a utf8mb4 hex literal, so PyMySQL need
+            # not escape it (the keys here are digits and brackets).
+            cursor.execute("INSERT INTO floor_row_version VALUES "
+                            + ", ".join(f"('{key}', _utf8mb4 X'{dumps(doc).hex()}')" for key, doc in versions.items())
+                            + " ON DUPLICATE KEY UPDATE versions = VALUES(versions)")
             progress = ("INSERT INTO floor_progress VALUES (%s, %s) "
                         "ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)")
         cursor.executemany(progress, [(event_topic, applied + len(ready)), (tx_topic, 2 * (applied + len(ready)))])
