@@ -12,15 +12,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from replicator.capture.base import CaptureSource, Heartbeat, SnapshotChunk, SnapshotDone, TxBegin, TxCommit
-from replicator.capture.checkpoint import AckTracker, InFlight
+from replicator.capture.checkpoint import AckTracker
 from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSettings
 from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
-from replicator.errors import ConfigError, FatalError
+from replicator.errors import ConfigError
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.transport.audit import echo_suppressed_record
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
@@ -56,22 +55,27 @@ def capture_topics(source_name: str, tables: list[TableId], settings: TopicSetti
 
 @dataclass(slots=True, eq=False)
 class _TableState:
-    """Per captured table: its topic and its event count in the transaction `tx` (END marker,
+    """Per captured table: its topic and its event count in the transaction numbered `tx` (END marker,
     data_collection_order)."""
 
     table: TableId
     topic: str
-    tx: object = None
+    tx: int = 0
     count: int = 0
 
 
-# How often the runner serves Kafka's delivery reports: every _POLL_EVENTS events inside a big
+# How often the runner serves Kafka's failure reports: every _POLL_EVENTS events inside a big
 # transaction; and at the first transaction boundary after _POLL_INTERVAL_S or after _POLL_EVENTS
-# events and transactions, where it also acknowledges what they completed.
+# events and transactions, where it also looks whether Kafka confirmed everything produced.
 _POLL_EVENTS = 1000
 _POLL_INTERVAL_S = 0.05
-# While the source is idle and messages are in flight, how often delivery reports are served (the
-# wait the runner asks of the source through `Heartbeat.wait_s`).
+# While the source streams, how often confirmation is waited for when Kafka did not confirm everything
+# on its own (the flush it takes stalls the stream for a few milliseconds); at most this long for each.
+_CONFIRM_INTERVAL_S = 0.25
+_CONFIRM_TIMEOUT_S = 1.0
+# While the source is idle and transactions await confirmation: how long the runner waits for Kafka at a
+# heartbeat, and how soon it asks the source to look again when that was not enough (`Heartbeat.wait_s`).
+_IDLE_CONFIRM_TIMEOUT_S = 0.02
 _CONFIRM_WAIT_S = 0.005
 
 
@@ -95,6 +99,7 @@ class CaptureRunner:
         self._tracker: AckTracker[Position | SnapshotDone | SnapshotChunk] = AckTracker()
         self._tables: dict[TableId, _TableState] = {}
         self._tx_topic = transaction_topic(source.name)
+        self._last_confirm = time.monotonic()
 
     def _table(self, table: TableId) -> _TableState:
         state = self._tables.get(table)
@@ -127,9 +132,8 @@ class CaptureRunner:
         source = self.source
         producer = self.producer
         produce = producer.produce
-        raw_produce, any_partition = producer.raw_produce, producer.any_partition
+        raw_produce = producer.raw_produce
         tracker = self._tracker
-        open_tx = tracker.open
         seal = tracker.seal
         stats = self.stats
         encoder = EnvelopeEncoder(self.info)
@@ -143,14 +147,10 @@ class CaptureRunner:
         publish_own_writes = self.publish_own_writes
         truncate, delete = Op.TRUNCATE, Op.DELETE
         tx: SourceTransaction | None = None
+        tx_number = 0  # counts transactions, so that a table's count restarts in each
+        urgent = False  # confirm at this boundary, whatever the interval
         skip = False
-        entry: InFlight[Position | SnapshotDone | SnapshotChunk] | None = None
-        callback: Any = None
         total = 0  # events of the current transaction so far
-        # Messages produced for the current transaction so far: counted here and handed to its entry
-        # when it is sealed (AckTracker looks at `sent` only once an entry is sealed), which spares an
-        # attribute update per message.
-        sent = 0
         in_tx: list[_TableState] = []  # the current transaction's tables, in first-seen order
         table: TableId | None = None
         state = _TableState(TableId("", ""), "")
@@ -162,12 +162,11 @@ class CaptureRunner:
             if isinstance(item, RowChange):
                 if skip:
                     continue
-                assert entry is not None
                 if item.table is not table:
                     table = item.table
                     state = self._table(table)
-                if state.tx is not entry:
-                    state.tx = entry
+                if state.tx != tx_number:
+                    state.tx = tx_number
                     state.count = 0
                     in_tx.append(state)
                 total += 1
@@ -176,14 +175,11 @@ class CaptureRunner:
                 key = None if op is truncate else dumps(item.key)
                 value = encode(item, total, state.count)
                 try:
-                    raw_produce(state.topic, value, key, any_partition, callback)
+                    raw_produce(state.topic, value, key)
                 except BufferError:  # librdkafka's queue is full: produce waits for room
-                    produce(state.topic, key, value, callback)
+                    produce(state.topic, key, value)
                 if tombstones and op is delete:
-                    produce(state.topic, key, None, callback)
-                    sent += 2
-                else:
-                    sent += 1
+                    produce(state.topic, key, None)
                 stats.events += 1
                 since_poll += 1
                 if since_poll >= _POLL_EVENTS:
@@ -192,50 +188,57 @@ class CaptureRunner:
                 continue
             if isinstance(item, TxBegin):
                 tx = item.tx
+                tx_number += 1
                 skip = tx.origin is not None and not publish_own_writes
-                entry = open_tx(tx.position)
-                callback = entry.delivered
-                total = sent = 0
+                total = 0
                 in_tx.clear()
                 if skip:
                     stats.skipped_own_transactions += 1
-                    # Its audit record counts as the transaction's message: its position is acknowledged only
-                    # once Kafka has the record, so a crash never loses it.
+                    # Its audit record stands for the transaction: its position is sealed after it, so it is
+                    # acknowledged only once Kafka has the record, and a crash never loses it.
                     echo_key, echo_value = echo_suppressed_record(source_name, tx.id, tx.origin)
-                    produce(AUDIT_TOPIC, echo_key, echo_value, callback)
-                    sent = 1
+                    produce(AUDIT_TOPIC, echo_key, echo_value)
                     continue
                 encoder.start(tx, ts_ms=int(wall_clock() * 1000), last_commit_lsn=last_commit_lsn)
                 if not tx.snapshot:
                     tx_key = encoder.key()
-                    produce(tx_topic, tx_key, encoder.begin(), callback)
-                    sent = 1
+                    begin = encoder.begin()
+                    try:
+                        raw_produce(tx_topic, begin, tx_key)
+                    except BufferError:
+                        produce(tx_topic, tx_key, begin)
                 continue
             if isinstance(item, TxCommit):
-                assert tx is not None and entry is not None
+                assert tx is not None
                 if not skip and not tx.snapshot:
                     if len(in_tx) == 1:  # most transactions: no list of counts to build
                         only = in_tx[0]
                         end = encoder.end_single(only.table, only.count)
                     else:
                         end = encoder.end([(s.table, s.count) for s in in_tx])
-                    produce(tx_topic, tx_key, end, callback)
-                    sent += 1
-                entry.sent = sent
-                seal(entry, item.position)
-                if isinstance(item.position, PostgresPosition) and not tx.snapshot:
+                    try:
+                        raw_produce(tx_topic, end, tx_key)
+                    except BufferError:
+                        produce(tx_topic, tx_key, end)
+                seal(item.position)
+                # A snapshot chunk is confirmed at once: its progress is recorded per chunk, and the read
+                # of the next one may wait long (a locked table) with nothing else to confirm it.
+                urgent = tx.snapshot
+                if isinstance(item.position, PostgresPosition) and not urgent:
                     last_commit_lsn = item.position.commit_lsn
                 stats.transactions += 1
                 tx = None
                 since_poll += 1
             elif isinstance(item, SnapshotDone):
-                seal(open_tx(item), marker=True)
+                seal(item, marker=True)
+                urgent = True
             elif isinstance(item, Heartbeat):
-                # The source is idle: collect confirmations now rather than at the next transaction.
+                # The source is idle: have Kafka confirm now rather than at the next transaction.
                 last_poll = clock()
                 self._poll()
-                self._acknowledge()
-                if tracker.in_flight == 0:
+                if tracker.pending and self._confirm(_IDLE_CONFIRM_TIMEOUT_S):
+                    self._acknowledge()
+                if not tracker.pending:
                     if item.position is not None:
                         source.acknowledge(item.position)
                 else:
@@ -243,36 +246,37 @@ class CaptureRunner:
                     # acknowledged (and the replay window after a crash shrinks) within milliseconds.
                     item.wait_s = _CONFIRM_WAIT_S
                 continue
-            # At transaction boundaries: serve delivery reports and acknowledge what became durable,
-            # every _POLL_INTERVAL_S or sooner after many small transactions.
+            # At transaction boundaries: serve failure reports, and acknowledge what Kafka confirmed:
+            # at once when nothing is outstanding, else by waiting for it every _CONFIRM_INTERVAL_S.
             now = clock()
-            if now - last_poll >= _POLL_INTERVAL_S or since_poll >= _POLL_EVENTS:
+            if urgent or now - last_poll >= _POLL_INTERVAL_S or since_poll >= _POLL_EVENTS:
                 last_poll = now
                 since_poll = 0
                 self._poll()
-                self._acknowledge()
+                if tracker.pending and (
+                    urgent or producer.unconfirmed == 0 or now - self._last_confirm >= _CONFIRM_INTERVAL_S
+                ) and self._confirm(_CONFIRM_TIMEOUT_S):
+                    self._acknowledge()
+                urgent = False
         producer.flush()
-        self._raise_failure()
         self._acknowledge()
         return self.stats
 
     def _poll(self) -> None:
         self.producer.poll(0)
-        self._raise_failure()
 
-    def _raise_failure(self) -> None:
-        if self._tracker.failure is not None:
-            raise FatalError(self._tracker.failure)
+    def _confirm(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for Kafka to confirm everything produced so far."""
+        self._last_confirm = time.monotonic()
+        return self.producer.confirm(timeout)
 
     def _acknowledge(self) -> None:
-        tracker = self._tracker
-        position = tracker.take_acknowledgeable()
-        if tracker.markers:
-            # Completed snapshots, each acknowledged on its own (the source records them).
-            markers, tracker.markers = tracker.markers, []
-            for marker in markers:
-                if marker is not position:
-                    self.source.acknowledge(marker)
+        """Kafka confirmed everything produced: acknowledge the newest sealed position to the source."""
+        position, markers = self._tracker.take_confirmed()
+        # Completed snapshots, each acknowledged on its own (the source records them).
+        for marker in markers:
+            if marker is not position:
+                self.source.acknowledge(marker)
         if position is not None:
             self.source.acknowledge(position)
             self.stats.acknowledged = position

@@ -1,11 +1,11 @@
-"""Kafka I/O: an idempotent producer whose confirmations feed the capture checkpoint, topic creation,
+"""Kafka I/O: an idempotent producer whose bulk confirmations feed the capture checkpoint, topic creation,
 and reading the last value of a key from a compacted topic."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,16 +83,18 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> 
             time.sleep(0.1)
 
 
-DeliveryCallback = Callable[[Any, Any], None]
-# librdkafka's RD_KAFKA_PARTITION_UA: no partition given, the configured partitioner picks one by key.
-_ANY_PARTITION = -1
-
-
 class EventProducer:
-    """An idempotent, ordered producer. Delivery failures are not retried here: librdkafka already
-    retried them, so a reported failure is fatal and surfaces on the next call."""
+    """An idempotent, ordered producer whose confirmations are taken in bulk.
+
+    librdkafka reports failed deliveries only (it already retried them): the first one is kept and raised,
+    as FatalError naming the topic, by the next produce, poll, confirm or flush. Success is learnt from
+    `confirm`: a flush that returns with nothing outstanding means every message produced before it is in
+    Kafka. No per-message delivery report reaches Python, which spares the capture thread a call and a
+    message object per event (capture/checkpoint.py).
+    """
 
     def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 10, compression: str = "lz4") -> None:
+        self._failure: str | None = None
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -104,63 +106,51 @@ class EventProducer:
                 "queue.buffering.max.messages": 500000,
                 "queue.buffering.max.kbytes": 1048576,
                 "message.timeout.ms": 300000,
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_failure,
             }
         )
-        # Bound once: produce is called for every message (3 per one-row transaction).
-        self._produce = self._producer.produce
-        # confluent-kafka's own produce(topic, value, key, partition, callback), for a caller's hot loop that
-        # would rather not pay a Python call per message: it raises BufferError when librdkafka's queue is
-        # full, and the caller then hands the same message to `produce`, which waits for room.
-        self.raw_produce = self._produce
-        self.any_partition = _ANY_PARTITION
-        self._failure: str | None = None
+        # confluent-kafka's own produce(topic, value, key), for a caller's hot loop that would rather not
+        # pay a Python call per message: it raises BufferError when librdkafka's queue is full, and the
+        # caller then hands the same message to `produce`, which waits for room.
+        self.raw_produce = self._producer.produce
 
-    def delivery_callback(self, on_confirmed: Callable[[], None]) -> DeliveryCallback:
-        """A callback for one batch of messages (e.g. one transaction): confirmations call
-        `on_confirmed`; a failure is remembered and raised by the next produce/poll/flush.
+    def _on_failure(self, err: Any, msg: Any) -> None:
+        if err is not None and self._failure is None:
+            self._failure = f"Kafka refused a message for {msg.topic()}: {err}"
 
-        The capture runner does not use this: its checkpoint entries are their own callbacks
-        (capture/checkpoint.py), one Python call per delivery report instead of two."""
-
-        def callback(err: Any, msg: Any) -> None:
-            if err is not None:
-                if self._failure is None:
-                    self._failure = f"Kafka refused a message for {msg.topic()}: {err}"
-                return
-            on_confirmed()
-
-        return callback
-
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, callback: DeliveryCallback | None) -> None:
-        try:
-            # All positional (topic, value, key, partition, callback), UA: the partitioner chooses;
-            # keyword arguments cost confluent-kafka a dict lookup per name on every call.
-            self._produce(topic, value, key, _ANY_PARTITION, callback)
-        except BufferError:
-            self._produce_when_room(topic, key, value, callback)
-
-    def _produce_when_room(
-        self, topic: str, key: bytes | None, value: bytes | None, callback: DeliveryCallback | None
-    ) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._raise_failure()
+        produce = self._producer.produce
         while True:
-            # The local queue is full: serve delivery reports until there is room.
-            self._producer.poll(0.1)
-            self._raise_failure()
             try:
-                self._produce(topic, value, key, _ANY_PARTITION, callback)
+                # Positional (topic, value, key): keyword arguments cost confluent-kafka a dict lookup each.
+                produce(topic, value, key)
                 return
             except BufferError:
-                continue
+                # The local queue is full: serve reports and let librdkafka send until there is room.
+                self._producer.poll(0.1)
+                self._raise_failure()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages produced and not yet confirmed by Kafka (0: everything produced so far is in)."""
+        return len(self._producer)
+
+    def confirm(self, timeout: float) -> bool:
+        """Send what lingers now and wait up to `timeout` s: True once every message produced before the
+        call is confirmed by Kafka; False if some are still on their way (nothing is lost: ask again)."""
+        remaining = self._producer.flush(timeout)
+        self._raise_failure()
+        return remaining == 0
 
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
         self._raise_failure()
 
     def flush(self, timeout: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout)
-        self._raise_failure()
-        if remaining:
-            raise RetriableError(f"{remaining} messages still unconfirmed by Kafka after {timeout:.0f}s")
+        if not self.confirm(timeout):
+            raise RetriableError(f"{len(self._producer)} messages still unconfirmed by Kafka after {timeout:.0f}s")
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -267,7 +257,7 @@ class OffsetStore:
         return value
 
     def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
-        self._producer.produce(self.topic, self._key, orjson.dumps(state), None)
+        self._producer.produce(self.topic, self._key, orjson.dumps(state))
         if wait:
             self._producer.flush()
 
@@ -286,7 +276,7 @@ class OffsetStore:
         """Record a request to read `tables` again; returns its id."""
         request_id = uuid.uuid4().hex
         value = {"id": request_id, "tables": tables, "requested_at_ms": int(time.time() * 1000)}
-        self._producer.produce(self.topic, self.request_key, orjson.dumps(value), None)
+        self._producer.produce(self.topic, self.request_key, orjson.dumps(value))
         self._producer.flush()
         return request_id
 

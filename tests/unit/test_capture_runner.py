@@ -1,6 +1,7 @@
-"""CaptureRunner without servers: a scripted source and a producer whose confirmations arrive when the
-test says so. Acknowledgement waits for Kafka; an idle source is asked to look again soon while
-confirmations are outstanding (Heartbeat.wait_s), and left to its own interval once none are."""
+"""CaptureRunner without servers: a scripted source and a producer whose Kafka confirms when the test
+says so. A position is acknowledged only once Kafka confirmed every message produced before it (and a
+transaction's position only once its last message was produced); an idle source is asked to look again
+soon while confirmations are outstanding (Heartbeat.wait_s), and left to its own interval once none are."""
 
 from __future__ import annotations
 
@@ -8,47 +9,51 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pytest
 
-from replicator.capture.base import Heartbeat, StreamItem, TxBegin, TxCommit
+from replicator.capture.base import Heartbeat, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.checkpoint import AckTracker
 from replicator.config import TopicSettings
 from replicator.envelope.debezium import transaction_end
 from replicator.events import Connector, Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
+from replicator.pipeline import capture_runner
 from replicator.pipeline.capture_runner import _CONFIRM_WAIT_S, CaptureRunner
 
 TABLE = TableId("public", "t")
 
 
 class HeldProducer:
-    """Keeps every delivery callback until `confirm_all`; `poll` serves the confirmed ones."""
+    """EventProducer's interface over a list. Kafka has confirmed the first `confirmed` messages; the
+    test moves that mark (`confirm_all`). `confirm`, like the real flush with a timeout, answers whether
+    everything produced so far is confirmed."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-        self._held: list[Any] = []
-        self._ready: list[Any] = []
+        self.confirmed = 0
+        self.confirm_calls = 0
 
-    any_partition = -1
-
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, callback: Any) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self.sent.append((topic, key, value))
-        self._held.append(callback)
 
-    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int, callback: Any) -> None:
+    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None) -> None:
         """confluent-kafka's argument order, as EventProducer.raw_produce."""
-        self.produce(topic, key, value, callback)
+        self.produce(topic, key, value)
 
     def confirm_all(self) -> None:
-        self._ready += self._held
-        self._held = []
+        self.confirmed = len(self.sent)
 
-    def poll(self, timeout: float = 0.0) -> None:
-        ready, self._ready = self._ready, []
-        for callback in ready:
-            if callback is not None:  # an offsets save asks for no report
-                callback(None, None)
+    @property
+    def unconfirmed(self) -> int:
+        return len(self.sent) - self.confirmed
+
+    def confirm(self, timeout: float) -> bool:
+        self.confirm_calls += 1
+        return self.unconfirmed == 0
+
+    def poll(self, timeout: float = 0.0) -> None: ...
 
     def flush(self, timeout: float = 60.0) -> None:
         self.confirm_all()
-        self.poll()
 
 
 class ScriptedSource:
@@ -103,14 +108,14 @@ def test_an_idle_source_is_asked_to_look_again_soon_while_confirmations_are_outs
 
 
 class FullQueueProducer(HeldProducer):
-    """librdkafka's queue is full at the first attempt of every change event: BufferError, as confluent-kafka
-    raises it, before anything is queued."""
+    """librdkafka's queue is full at the first attempt of every message the hot loop sends: BufferError, as
+    confluent-kafka raises it, before anything is queued."""
 
     def __init__(self) -> None:
         super().__init__()
         self.refused = 0
 
-    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int, callback: Any) -> None:
+    def raw_produce(self, topic: str, value: bytes | None, key: bytes | None) -> None:
         self.refused += 1
         raise BufferError("Local: Queue full")
 
@@ -120,7 +125,7 @@ def test_a_change_refused_by_a_full_queue_is_produced_once_by_the_waiting_path()
     source = ScriptedSource(producer)
     runner = CaptureRunner(source, producer, topic_settings=TopicSettings())  # type: ignore[arg-type]
     runner.run()
-    assert producer.refused == 1
+    assert producer.refused == 3  # BEGIN, the change and END: each sent once, by the waiting path
     assert [topic for topic, _, _ in producer.sent] == ["src.transaction", "src.public.t", "src.transaction"]
     assert source.acknowledged == [PostgresPosition(120, 100, 7)]
 
@@ -154,24 +159,23 @@ class StepSource(ScriptedSource):
             yield self._heartbeat()
 
 
-def test_a_position_is_acknowledged_once_every_message_up_to_it_is_confirmed() -> None:
+def test_a_position_is_acknowledged_only_once_kafka_confirmed_every_message_produced_before_it() -> None:
     producer = HeldProducer()
     acknowledged_after: list[list[Position]] = []
 
     def steps() -> Iterator[None]:
         # BEGIN, 3 changes, a tombstone and END: 6 messages for the first transaction, 3 for the second.
         assert len(producer.sent) == 9
-        held = producer._held
-        for n in range(len(held)):
-            producer._ready.append(held[n])
+        for confirmed in (0, 6, 8, 9):
+            producer.confirmed = confirmed
             yield
             acknowledged_after.append(list(source.acknowledged))
-        producer._held = []
 
     source = StepSource(producer, steps())
     CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
-    first, second = PostgresPosition(120, 100, 7), PostgresPosition(220, 200, 8)
-    assert acknowledged_after == [[]] * 5 + [[first]] * 3 + [[first, second]]
+    # Nothing while any message is outstanding, even with the first transaction's all in; then the newest
+    # sealed position, which stands for the first transaction's too.
+    assert acknowledged_after == [[], [], [], [PostgresPosition(220, 200, 8)]]
     assert [value for _, _, value in producer.sent].count(None) == 1  # the tombstone
 
 
@@ -197,7 +201,7 @@ class SavingOnCloseSource(ScriptedSource):
     """A source that, like the MariaDB one, saves its last acknowledged position on close without waiting."""
 
     def close(self) -> None:
-        self.producer.produce("src.offsets", b"src", b'{"gtid": "0-1-7"}', None)
+        self.producer.produce("src.offsets", b"src", b'{"gtid": "0-1-7"}')
 
 
 class FlushRecordingProducer(HeldProducer):
@@ -217,3 +221,100 @@ def test_a_save_the_source_makes_on_close_is_flushed_before_the_runner_returns()
     assert producer.sent[-1][0] == "src.offsets"
     # Everything produced, the save on close included, was flushed: none is left for a producer being dropped.
     assert producer._flushed == len(producer.sent)
+
+
+# --- while the source streams without pause -------------------------------------------------------------
+
+
+class BusySource(ScriptedSource):
+    """Twenty two-row transactions back to back, with no heartbeat in between. The producer records, at each
+    acknowledgement, how many messages had been sent when Kafka last confirmed."""
+
+    def stream(self) -> Iterator[StreamItem]:
+        for n in range(20):
+            lsn = 100 * (n + 1)
+            tx = SourceTransaction(f"{n}:{lsn}", 1_700_000_000_000 + n, PostgresPosition(lsn, lsn, n))
+            yield TxBegin(tx)
+            for row in (2 * n, 2 * n + 1):
+                yield RowChange(TABLE, Op.CREATE, {"id": row}, None, {"id": row}, PostgresPosition(lsn - 1, lsn, n))
+            yield TxCommit(tx, PostgresPosition(lsn + 10, lsn, n))
+
+
+class FlushingProducer(HeldProducer):
+    """A broker that confirms whatever a flush waits for, and nothing on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.confirmed_at: list[int] = []
+
+    def confirm(self, timeout: float) -> bool:
+        self.confirm_all()
+        self.confirmed_at.append(self.confirmed)
+        return super().confirm(timeout)
+
+
+def test_a_busy_source_is_acknowledged_every_confirm_interval_and_only_for_sealed_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Look at every boundary, and wait for Kafka at every look: each commit is acknowledged as it happens.
+    monkeypatch.setattr(capture_runner, "_POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(capture_runner, "_CONFIRM_INTERVAL_S", 0.0)
+    producer = FlushingProducer()
+    acknowledged: list[tuple[Position, int]] = []
+
+    class Source(BusySource):
+        def acknowledge(self, position: Any) -> None:
+            acknowledged.append((position, producer.confirmed_at[-1]))
+
+    CaptureRunner(Source(producer), producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    assert [p for p, _ in acknowledged] == [PostgresPosition(100 * (n + 1) + 10, 100 * (n + 1), n) for n in range(20)]
+    for n, (_, confirmed) in enumerate(acknowledged):
+        # BEGIN, two rows, END per transaction: all of transaction n's were confirmed before its acknowledgement.
+        assert confirmed >= 4 * (n + 1)
+
+
+def test_a_busy_source_is_not_acknowledged_before_the_confirm_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_runner, "_POLL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(capture_runner, "_CONFIRM_INTERVAL_S", 3600.0)
+    producer = FlushingProducer()
+    source = BusySource(producer)
+    CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    # Kafka never caught up on its own, so no flush stalled the stream: only the final one acknowledged.
+    assert producer.confirmed_at == []
+    assert source.acknowledged == [PostgresPosition(2010, 2000, 19)]
+
+
+class SnapshotThenStreamSource(ScriptedSource):
+    def stream(self) -> Iterator[StreamItem]:
+        yield SnapshotDone()
+        tx = SourceTransaction("7:100", 1_700_000_000_000, PostgresPosition(100, 100, 7))
+        yield TxBegin(tx)
+        yield RowChange(TABLE, Op.CREATE, {"id": 1}, None, {"id": 1}, PostgresPosition(90, 100, 7))
+        yield TxCommit(tx, PostgresPosition(120, 100, 7))
+        self.producer.confirm_all()
+        yield self._heartbeat()
+
+
+def test_a_completed_snapshot_is_acknowledged_on_its_own_before_the_position_after_it() -> None:
+    producer = HeldProducer()
+    source = SnapshotThenStreamSource(producer)
+    CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    assert source.acknowledged == [SnapshotDone(), PostgresPosition(120, 100, 7)]
+
+
+# --- AckTracker ------------------------------------------------------------------------------------------
+
+
+def test_the_tracker_hands_out_the_newest_sealed_position_and_every_marker_once() -> None:
+    tracker: AckTracker[str] = AckTracker()
+    assert tracker.take_confirmed() == (None, []) and tracker.pending == 0
+    tracker.seal("a")
+    tracker.seal("snapshot-1", marker=True)
+    tracker.seal("b")
+    tracker.seal("snapshot-2", marker=True)
+    assert tracker.pending == 4
+    assert tracker.take_confirmed() == ("snapshot-2", ["snapshot-1", "snapshot-2"])
+    assert tracker.pending == 0
+    assert tracker.take_confirmed() == (None, [])
+    tracker.seal("c")
+    assert tracker.take_confirmed() == ("c", [])

@@ -1,0 +1,54 @@
+"""EventProducer against the real broker: confirmation in bulk (a flush with nothing left outstanding) and
+failures reported by librdkafka raised with the topic's name, never passed over."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from replicator.devstack import ConnectionSettings
+from replicator.errors import FatalError
+from replicator.transport.kafka import EventProducer, TopicSpec, ensure_topics, watermarks
+
+pytestmark = pytest.mark.integration
+
+
+def _end_offset(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-event-producer"})
+    try:
+        return watermarks(consumer, TopicPartition(topic, 0), 10)[1]
+    finally:
+        consumer.close()
+
+
+def test_confirm_returns_once_every_message_produced_before_it_is_in_kafka(
+    devstack: ConnectionSettings, topic_prefix: str
+) -> None:
+    bootstrap = devstack.kafka_bootstrap
+    topic = f"{topic_prefix}.confirmed"
+    ensure_topics(bootstrap, [TopicSpec(topic)])
+    producer = EventProducer(bootstrap, client_id="test", linger_ms=1000)  # nothing leaves on its own soon
+    for i in range(500):
+        producer.raw_produce(topic, b"v%d" % i, b"k%d" % i)
+    producer.produce(topic, b"last", b"v")
+    assert producer.unconfirmed == 501
+    assert producer.confirm(30)
+    assert producer.unconfirmed == 0
+    assert _end_offset(bootstrap, topic) == 501
+
+
+def test_a_message_the_broker_refuses_is_raised_naming_its_topic(
+    devstack: ConnectionSettings, topic_prefix: str
+) -> None:
+    bootstrap = devstack.kafka_bootstrap
+    topic = f"{topic_prefix}.small-messages"
+    # The broker refuses any batch above 256 bytes for this topic: a permanent error, which librdkafka
+    # reports without retrying.
+    ensure_topics(bootstrap, [TopicSpec(topic, config=(("max.message.bytes", "256"),))])
+    producer = EventProducer(bootstrap, client_id="test", compression="none")
+    producer.produce(topic, b"k", b"x" * 2000)
+    with pytest.raises(FatalError, match=f"Kafka refused a message for {topic}"):
+        producer.confirm(30)
+    # The failure stays raised: nothing produced afterwards is confirmed past it.
+    with pytest.raises(FatalError, match=topic):
+        producer.produce(topic, b"k", b"small")
