@@ -54,6 +54,9 @@ class Heartbeat:
     # acknowledged within milliseconds of arriving rather than at the next heartbeat; a source whose
     # read cannot wake up sooner (MariaDB's blocking binlog dump) may ignore it.
     wait_s: float | None = None
+    # False: the source is not idle, it only passes over a transaction it does not publish (MariaDB: one
+    # of tables it does not capture). The runner then confirms on its usual cadence rather than at once.
+    idle: bool = True
 
 
 StreamItem = TxBegin | RowChange | TxCommit | Heartbeat | SnapshotDone

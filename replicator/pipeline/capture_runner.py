@@ -233,15 +233,18 @@ class CaptureRunner:
                 seal(item, marker=True)
                 urgent = True
             elif isinstance(item, Heartbeat):
-                # The source is idle: have Kafka confirm now rather than at the next transaction.
-                last_poll = clock()
+                # An idle source: have Kafka confirm now rather than at the next transaction. A busy one
+                # passing over a transaction it does not publish: on the usual cadence.
+                now = last_poll = clock()
                 self._poll()
-                if tracker.pending and self._confirm(_IDLE_CONFIRM_TIMEOUT_S):
+                if tracker.pending and (
+                    item.idle or producer.unconfirmed == 0 or now - self._last_confirm >= _CONFIRM_INTERVAL_S
+                ) and self._confirm(_IDLE_CONFIRM_TIMEOUT_S if item.idle else _CONFIRM_TIMEOUT_S):
                     self._acknowledge()
                 if not tracker.pending:
                     if item.position is not None:
                         source.acknowledge(item.position)
-                else:
+                elif item.idle:
                     # Kafka still owes confirmations: have the source look again soon, so they are
                     # acknowledged (and the replay window after a crash shrinks) within milliseconds.
                     item.wait_s = _CONFIRM_WAIT_S
@@ -266,9 +269,12 @@ class CaptureRunner:
         self.producer.poll(0)
 
     def _confirm(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for Kafka to confirm everything produced so far."""
-        self._last_confirm = time.monotonic()
-        return self.producer.confirm(timeout)
+        """Wait up to `timeout` s for Kafka to confirm everything produced so far. The interval counts from
+        the end of the wait: a broker slow to confirm still leaves the stream _CONFIRM_INTERVAL_S to run."""
+        try:
+            return self.producer.confirm(timeout)
+        finally:
+            self._last_confirm = time.monotonic()
 
     def _acknowledge(self) -> None:
         """Kafka confirmed everything produced: acknowledge the newest sealed position to the source."""

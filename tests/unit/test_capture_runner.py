@@ -318,3 +318,26 @@ def test_the_tracker_hands_out_the_newest_sealed_position_and_every_marker_once(
     assert tracker.take_confirmed() == (None, [])
     tracker.seal("c")
     assert tracker.take_confirmed() == ("c", [])
+
+
+class UnrelatedTransactionsSource(BusySource):
+    """Between its transactions, a MariaDB-like source passes over many of tables it does not capture, each
+    offered as a Heartbeat that is not idle."""
+
+    def stream(self) -> Iterator[StreamItem]:
+        for item in super().stream():
+            yield item
+            if isinstance(item, TxCommit):
+                for _ in range(50):
+                    yield Heartbeat(None, idle=False)
+
+
+def test_a_busy_source_passing_over_other_tables_is_not_stalled_by_a_wait_for_kafka_at_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(capture_runner, "_CONFIRM_INTERVAL_S", 3600.0)
+    producer = FlushingProducer()
+    source = UnrelatedTransactionsSource(producer)
+    CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    assert producer.confirmed_at == []  # a thousand heartbeats, no flush
+    assert source.acknowledged == [PostgresPosition(2010, 2000, 19)]

@@ -911,13 +911,13 @@ class MariaDbCaptureSource(ResnapshotRequests):
             self._pending.append((open_tx.tx.id, state))
             yield TxCommit(open_tx.tx, position)
         else:
-            yield from self._offer(position, state)
+            yield from self._offer(position, state, idle=False)
 
-    def _offer(self, position: MariaDbPosition, state: str) -> Iterator[StreamItem]:
+    def _offer(self, position: MariaDbPosition, state: str, *, idle: bool = True) -> Iterator[StreamItem]:
         # The runner acknowledges a Heartbeat's position (if at all) before the generator resumes.
         self._offered = (position.gtid, state)
         try:
-            yield Heartbeat(position)
+            yield Heartbeat(position, idle=idle)
         finally:
             self._offered = None
 
