@@ -24,6 +24,9 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 def port_is_free(port: int) -> bool:
     """True when nothing listens on the loopback port and we could bind it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind (SO_REUSEADDR): connections of a server just stopped, left in TIME_WAIT for a
+        # minute, do not keep it from listening on its port again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError as exc:

@@ -28,6 +28,20 @@ def test_a_taken_preferred_port_is_replaced_by_a_free_one() -> None:
             probe.bind(("127.0.0.1", chosen))
 
 
+def test_a_port_whose_server_just_stopped_is_free_again_despite_its_connections_in_time_wait() -> None:
+    # A server that closed its end of a connection first leaves it in TIME_WAIT for a minute; the server
+    # restarted on that port binds with SO_REUSEADDR and does not mind, so neither may the port check.
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = server.accept()
+            accepted.close()  # the server's side closes first: TIME_WAIT is on the port
+    assert choose_port("kafka broker", port, explicit=True) == port
+
+
 def test_an_explicitly_requested_port_that_is_taken_fails_with_a_clear_message(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
