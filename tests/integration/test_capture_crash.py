@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from replicator.devstack import ConnectionSettings
-from tests.support.capture import start_capture_process, write_config
-from tests.support.crash import TRANSACTIONS, check_nothing_lost, mariadb_backend, pg_backend, run_workload
-from tests.support.kafka_reader import read_topics
+from tests.support.crash import Workload, backend_of, check_nothing_lost, start_capture_of_workload_tables
 
 pytestmark = pytest.mark.integration
 
@@ -26,47 +23,21 @@ def test_kill_9_during_a_workload_loses_nothing(
 ) -> None:
     rng = random.Random(20261129)
     name = topic_prefix.replace("test_", "crash")
-    if kind == "postgresql":
-        backend = pg_backend(request.getfixturevalue("pg_database"), name)
-    else:
-        backend = mariadb_backend(request.getfixturevalue("mariadb_database"), name, devstack.kafka_bootstrap)
-    request.addfinalizer(backend.close)
-    backend.run_sql([("CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)", ())])
-    backend.run_sql([("CREATE TABLE counter (id int PRIMARY KEY, value int NOT NULL)", ())])
-    backend.run_sql([("INSERT INTO counter VALUES (1, 0)", ())])
-    ns = backend.namespace
-    config = write_config(tmp_path / "c.yaml", devstack.kafka_bootstrap, [{
-        "name": name, **backend.source, "tables": [f"{ns}.item", f"{ns}.counter"], "heartbeat_interval_s": 1,
-    }])
-    log = tmp_path / "capture.log"
+    backend = backend_of(kind, request, name, devstack.kafka_bootstrap)
+    capture = start_capture_of_workload_tables(backend, name, devstack.kafka_bootstrap, tmp_path)
 
-    proc = start_capture_process(config, name, backend.env, log)
-    # Let the first run take its position before the workload starts, so its snapshot is the empty tables.
-    deadline = time.monotonic() + 60
-    while not backend.ready():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "capture did not take its position"
-        time.sleep(0.2)
-
-    errors: list[BaseException] = []
-    writer = threading.Thread(target=run_workload, args=(backend, errors))
-    writer.start()
+    workload = Workload(backend)
     kills = 0
     while kills < 5:
         time.sleep(rng.uniform(0.5, 2.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        capture.proc.send_signal(signal.SIGKILL)
+        capture.proc.wait()
         kills += 1
-        proc = start_capture_process(config, name, backend.env, log)
-    writer.join()
-    assert not errors, errors
+        capture.restart()
+    workload.finish()
 
     # Let the last run catch up, then stop it cleanly.
-    expected_items = 2 * TRANSACTIONS + TRANSACTIONS // 3  # inserts + deletes
-    records = read_topics(devstack.kafka_bootstrap, [f"{name}.{ns}.item", f"{name}.{ns}.counter"],
-                          until=expected_items + TRANSACTIONS, quiet_s=4, timeout_s=180)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, log.read_text()[-3000:]
-
+    records = capture.read_workload()
+    capture.stop()
     events, unique = check_nothing_lost(records, backend)
     print(f"{kind}: {kills} kills, {events} events, {events - unique} re-sent duplicates")

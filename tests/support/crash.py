@@ -6,17 +6,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
+import signal
+import subprocess
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from replicator.devstack import mariadb_connect
 from tests.conftest import MariaDatabase, PgDatabase
-from tests.support.kafka_reader import Record
+from tests.support.capture import start_capture_process, write_config
+from tests.support.kafka_reader import Record, read_topics
 
 TRANSACTIONS = 600  # of the workload
 
@@ -96,6 +102,19 @@ def run_workload(backend: Backend, errors: list[BaseException]) -> None:
         errors.append(exc)
 
 
+class Workload:
+    """`run_workload` in a thread of its own, started at once; `finish` waits for it and raises its error."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=run_workload, args=(backend, self._errors), name="workload")
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._thread.join()
+        assert not self._errors, self._errors
+
+
 def check_nothing_lost(records: list[Record], backend: Backend) -> tuple[int, int]:
     """Kafka's `records` of the workload's two tables hold every change once at least, copies being whole
     re-sends (same key, op and source position); returns (events, unique events)."""
@@ -130,3 +149,60 @@ def check_nothing_lost(records: list[Record], backend: Backend) -> tuple[int, in
     for previous, value in itertools.pairwise(values):
         assert value == previous + 1 or value <= previous, (previous, value)
     return len(events), len(unique)
+
+
+@dataclass
+class CaptureProcess:
+    """`replicator capture` of the workload's tables, as its own process (`restart` after a kill)."""
+
+    backend: Backend
+    name: str
+    bootstrap: str
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def restart(self) -> None:
+        self.proc = start_capture_process(self.config, self.name, self.backend.env, self.log)
+
+    def read_workload(self) -> list[Record]:
+        """Every record of the workload's tables, once Kafka has at least one of each change."""
+        ns = self.backend.namespace
+        expected_items = 2 * TRANSACTIONS + TRANSACTIONS // 3  # inserts + deletes
+        return read_topics(self.bootstrap, [f"{self.name}.{ns}.item", f"{self.name}.{ns}.counter"],
+                           until=expected_items + TRANSACTIONS, quiet_s=4, timeout_s=180)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0, self.log.read_text()[-3000:]
+
+
+def start_capture_of_workload_tables(backend: Backend, name: str, bootstrap: str, tmp_path: Path) -> CaptureProcess:
+    """Create the workload's tables, start capturing them, and wait until capture holds its position, so
+    that its snapshot is of the empty tables and the workload is streamed."""
+    backend.run_sql([("CREATE TABLE item (id int PRIMARY KEY, n int NOT NULL)", ())])
+    backend.run_sql([("CREATE TABLE counter (id int PRIMARY KEY, value int NOT NULL)", ())])
+    backend.run_sql([("INSERT INTO counter VALUES (1, 0)", ())])
+    ns = backend.namespace
+    config = write_config(tmp_path / "c.yaml", bootstrap, [{
+        "name": name, **backend.source, "tables": [f"{ns}.item", f"{ns}.counter"], "heartbeat_interval_s": 1,
+    }])
+    log = tmp_path / "capture.log"
+    proc = start_capture_process(config, name, backend.env, log)
+    capture = CaptureProcess(backend, name, bootstrap, config, log, proc)
+    deadline = time.monotonic() + 60
+    while not backend.ready():
+        assert capture.proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "capture did not take its position"
+        time.sleep(0.2)
+    return capture
+
+
+def backend_of(kind: str, request: pytest.FixtureRequest, name: str, bootstrap: str) -> Backend:
+    """A fresh database of `kind` for capture `name` (closed at the test's end)."""
+    if kind == "postgresql":
+        backend = pg_backend(request.getfixturevalue("pg_database"), name)
+    else:
+        backend = mariadb_backend(request.getfixturevalue("mariadb_database"), name, bootstrap)
+    request.addfinalizer(backend.close)
+    return backend
