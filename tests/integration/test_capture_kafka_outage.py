@@ -9,16 +9,12 @@ restarts, as a broker restarted by its operator does."""
 from __future__ import annotations
 
 import random
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from replicator.devstack import ConnectionSettings
-from replicator.devstack.kafka import KafkaServer
-from replicator.devstack.process import any_free_port
-from replicator.devstack.servers import ServerState, stop_server
+from tests.support.broker import PrivateBroker
 from tests.support.crash import Workload, backend_of, check_nothing_lost, start_capture_of_workload_tables
 
 pytestmark = pytest.mark.integration
@@ -26,16 +22,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_a_broker_killed_and_restarted_during_a_workload_loses_nothing(
-    kind: str, request: pytest.FixtureRequest, devstack: ConnectionSettings, topic_prefix: str, tmp_path: Path
+    kind: str, request: pytest.FixtureRequest, topic_prefix: str, tmp_path: Path
 ) -> None:
     rng = random.Random(20261130)
-    controller_port = any_free_port()
-    broker = KafkaServer(port=any_free_port(), controller_port=controller_port, port_explicit=True,
-                         name="outage-kafka", heap="384m")
-    root = tmp_path / "broker"
-    running: list[ServerState] = [broker.start(root, None)]
-    request.addfinalizer(lambda: stop_server(running[-1], signal.SIGKILL))
-    bootstrap = f"127.0.0.1:{running[0].ports['broker']}"
+    broker = PrivateBroker(tmp_path / "broker")
+    request.addfinalizer(broker.close)
+    bootstrap = broker.bootstrap
 
     name = topic_prefix.replace("test_", "outage")
     backend = backend_of(kind, request, name, bootstrap)
@@ -45,10 +37,9 @@ def test_a_broker_killed_and_restarted_during_a_workload_loses_nothing(
     restarts = 0
     for _ in range(2):
         time.sleep(rng.uniform(0.5, 1.5))
-        stop_server(running[-1], signal.SIGKILL)
+        broker.kill()
         time.sleep(rng.uniform(1.0, 3.0))  # the source goes on being read while Kafka is away
-        running.append(broker.start(root, running[-1]))
-        assert running[-1].ports == running[0].ports
+        broker.start_again()
         if capture.proc.poll() is not None:  # a supervisor would start it again
             restarts += 1
             capture.restart()

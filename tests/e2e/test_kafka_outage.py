@@ -1,0 +1,91 @@
+"""The whole pipeline through a Kafka outage: the broker is killed -9 twice while the shop's sales counters
+change and is started again. Capture, the applier and their supervisor ride it out: the ERP ends with the
+shop's counters, each `delta` applied exactly once, and no dead letter.
+
+The broker is this test's own (tests/support/broker.py), so the session's stays up for the other tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replicator.devstack import ConnectionSettings
+from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.broker import PrivateBroker
+from tests.support.pipeline import running_pipeline, wait_until
+from tests.support.sides import drop_origins, make_sides
+
+pytestmark = pytest.mark.e2e
+
+SALES_RULES: list[dict[str, Any]] = [{
+    "name": "sales", "source": {"system": "shop", "table": "ps_sales", "key": ["id_product"]},
+    "target": {"system": "erp", "table": "product_sales"}, "key": {"id": "id_product"}, "on_delete": "ignore",
+    "fields": {"sold": {"from": "sold", "policy": "delta"}, "label": "label"},
+}]
+
+
+def test_the_pipeline_rides_out_a_broker_killed_twice_applying_every_delta_once(
+    devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
+) -> None:
+    broker = PrivateBroker(tmp_path / "broker")
+    try:
+        sides = make_sides(
+            dataclasses.replace(devstack, kafka_bootstrap=broker.bootstrap), pg_database, mariadb_database,
+            tmp_path, monkeypatch, topic_prefix.split("_")[-1],
+            shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))"],
+            erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)"],
+            rules=SALES_RULES, shop_tables=["ps_sales"], erp_tables=[],
+            target_options={"batch_max_events": 50, "batch_max_ms": 5},
+        )
+        rng = random.Random(11)
+        products = 20
+        sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
+                       + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
+        with running_pipeline(sides.config) as supervisor:
+            writes = 0
+            outages_over = threading.Event()
+
+            def workload() -> None:
+                # Sales go on through both outages and a second after the broker is back.
+                nonlocal writes
+                while not outages_over.is_set():
+                    sides.shop_sql("UPDATE ps_sales SET sold = sold + %s WHERE id_product = %s",
+                                   (rng.randint(1, 5), rng.randrange(products)))
+                    writes += 1
+                    time.sleep(0.002)
+
+            writer = threading.Thread(target=workload)
+            writer.start()
+            writes_during_outages = []
+            for _ in range(2):
+                time.sleep(rng.uniform(1.0, 2.0))
+                broker.kill()
+                before = writes
+                time.sleep(rng.uniform(1.0, 3.0))
+                broker.start_again()
+                writes_during_outages.append(writes - before)
+            time.sleep(1)
+            outages_over.set()
+            writer.join()
+            expected = dict(sides.shop_sql("SELECT id_product, sold FROM ps_sales"))
+
+            def erp() -> dict[Any, Any]:
+                return dict(sides.erp_sql("SELECT id, sold FROM product_sales"))
+
+            wait_until(lambda: erp() == expected, "the ERP counters equal to the shop's", timeout=180,
+                       supervisor=supervisor, describe=lambda: f"shop {expected}\nerp {erp()}")
+            time.sleep(2)  # nothing more may arrive: a delta applied twice would show now
+            assert erp() == expected
+        assert broker.restarts == 2 and all(n > 0 for n in writes_during_outages), writes_during_outages
+        print(f"{writes} sales, {writes_during_outages} while Kafka was away")
+        assert sides.dead_letters("erp") == []
+        drop_origins(sides)
+    finally:
+        broker.close()
