@@ -26,7 +26,7 @@ from replicator.transport.topics import transaction_topic
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
-from tests.support.sides import Sides, drop_origins, make_sides
+from tests.support.sides import Sides, drop_origins, make_sales_sides, make_sides
 
 pytestmark = pytest.mark.e2e
 
@@ -211,29 +211,15 @@ def test_bad_records_go_to_dead_letters_later_changes_of_their_key_wait_and_othe
     assert statuses[discarded] == "discarded"
 
 
-COUNTER_RULES: list[dict[str, Any]] = [{
-    "name": "sales", "source": {"system": "shop", "table": "ps_sales", "key": ["id_product"]},
-    "target": {"system": "erp", "table": "product_sales"}, "key": {"id": "id_product"}, "on_delete": "ignore",
-    "fields": {"sold": {"from": "sold", "policy": "delta"}, "label": "label"},
-}]
-
-
 def test_kill_9_of_the_applier_never_applies_a_delta_twice(
     devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
 ) -> None:
-    sides = make_sides(
-        devstack, pg_database, mariadb_database, tmp_path, monkeypatch, topic_prefix.split("_")[-1],
-        shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))"],
-        erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)"],
-        rules=COUNTER_RULES, shop_tables=["ps_sales"], erp_tables=[],
-        target_options={"batch_max_events": 50, "batch_max_ms": 5},
-    )
+    products = 20
+    sides = make_sales_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                             topic_prefix.split("_")[-1], products)
     rng = random.Random(7)
     started_ms = int(time.time() * 1000)
-    products = 20
-    sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
-                   + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
     config = load_config(sides.config)
     capture = build_capture(config, sides.shop_source)
     capture_thread = threading.Thread(target=capture.run, daemon=True)

@@ -19,16 +19,9 @@ from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.broker import PrivateBroker
 from tests.support.pipeline import running_pipeline, wait_until
-from tests.support.sides import drop_origins, make_sides
+from tests.support.sides import drop_origins, make_sales_sides
 
 pytestmark = pytest.mark.e2e
-
-SALES_RULES: list[dict[str, Any]] = [{
-    "name": "sales", "source": {"system": "shop", "table": "ps_sales", "key": ["id_product"]},
-    "target": {"system": "erp", "table": "product_sales"}, "key": {"id": "id_product"}, "on_delete": "ignore",
-    "fields": {"sold": {"from": "sold", "policy": "delta"}, "label": "label"},
-}]
-
 
 def test_the_pipeline_rides_out_a_broker_killed_twice_applying_every_delta_once(
     devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
@@ -36,18 +29,10 @@ def test_the_pipeline_rides_out_a_broker_killed_twice_applying_every_delta_once(
 ) -> None:
     broker = PrivateBroker(tmp_path / "broker")
     try:
-        sides = make_sides(
-            dataclasses.replace(devstack, kafka_bootstrap=broker.bootstrap), pg_database, mariadb_database,
-            tmp_path, monkeypatch, topic_prefix.split("_")[-1],
-            shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))"],
-            erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)"],
-            rules=SALES_RULES, shop_tables=["ps_sales"], erp_tables=[],
-            target_options={"batch_max_events": 50, "batch_max_ms": 5},
-        )
-        rng = random.Random(11)
         products = 20
-        sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
-                       + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
+        sides = make_sales_sides(dataclasses.replace(devstack, kafka_bootstrap=broker.bootstrap), pg_database,
+                                 mariadb_database, tmp_path, monkeypatch, topic_prefix.split("_")[-1], products)
+        rng = random.Random(11)
         with running_pipeline(sides.config) as supervisor:
             writes = 0
             outages_over = threading.Event()

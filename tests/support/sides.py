@@ -114,3 +114,34 @@ def drop_origins(sides: Sides) -> None:
     with psycopg.connect(sides.erp.admin_dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname = %s",
                      (f"replicator_erp{sides.suffix}_writer",))
+
+
+# A shop's sales counter per product, summed into the ERP as a `delta` field: what exactly-once tests count.
+SALES_RULES: list[dict[str, Any]] = [{
+    "name": "sales", "source": {"system": "shop", "table": "ps_sales", "key": ["id_product"]},
+    "target": {"system": "erp", "table": "product_sales"}, "key": {"id": "id_product"}, "on_delete": "ignore",
+    "fields": {"sold": {"from": "sold", "policy": "delta"}, "label": "label"},
+}]
+
+
+def make_sales_sides(
+    devstack: ConnectionSettings,
+    pg_database: PgDatabase,
+    mariadb_database: MariaDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    products: int,
+) -> Sides:
+    """Sides with `products` shop sales counters at 0, applied to the ERP in small batches (50 events, 5 ms),
+    so that kills and outages fall between many target transactions."""
+    sides = make_sides(
+        devstack, pg_database, mariadb_database, tmp_path, monkeypatch, suffix,
+        shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))"],
+        erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)"],
+        rules=SALES_RULES, shop_tables=["ps_sales"], erp_tables=[],
+        target_options={"batch_max_events": 50, "batch_max_ms": 5},
+    )
+    sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
+                   + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
+    return sides
