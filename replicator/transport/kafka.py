@@ -87,14 +87,20 @@ class EventProducer:
     """An idempotent, ordered producer whose confirmations are taken in bulk.
 
     librdkafka reports failed deliveries only (it already retried them): the first one is kept and raised,
-    as FatalError naming the topic, by the next produce, poll, confirm or flush. Success is learnt from
+    naming the topic, by the next produce, poll, confirm or flush: as RetriableError when the message
+    timed out (Kafka away longer than `message_timeout_ms`: a restart re-sends from the last acknowledged
+    position) or librdkafka calls the error retriable, else as FatalError. Success is learnt from
     `confirm`: a flush that returns with nothing outstanding means every message produced before it is in
     Kafka. No per-message delivery report reaches Python, which spares the capture thread a call and a
     message object per event (capture/checkpoint.py).
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 10, compression: str = "lz4") -> None:
+    def __init__(
+        self, bootstrap: str, *, client_id: str, linger_ms: int = 10, compression: str = "lz4",
+        message_timeout_ms: int = 300_000,
+    ) -> None:
         self._failure: str | None = None
+        self._failure_retriable = False
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -105,7 +111,7 @@ class EventProducer:
                 "batch.num.messages": 10000,
                 "queue.buffering.max.messages": 500000,
                 "queue.buffering.max.kbytes": 1048576,
-                "message.timeout.ms": 300000,
+                "message.timeout.ms": message_timeout_ms,
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_failure,
             }
@@ -118,6 +124,9 @@ class EventProducer:
     def _on_failure(self, err: Any, msg: Any) -> None:
         if err is not None and self._failure is None:
             self._failure = f"Kafka refused a message for {msg.topic()}: {err}"
+            self._failure_retriable = isinstance(err, KafkaError) and (
+                err.code() == KafkaError._MSG_TIMED_OUT or is_transient(err)
+            )
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self._raise_failure()
@@ -154,7 +163,7 @@ class EventProducer:
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
-            raise FatalError(self._failure)
+            raise (RetriableError if self._failure_retriable else FatalError)(self._failure)
 
 
 def read_last_value(bootstrap: str, topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:

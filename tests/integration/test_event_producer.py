@@ -1,5 +1,6 @@
 """EventProducer against the real broker: confirmation in bulk (a flush with nothing left outstanding) and
-failures reported by librdkafka raised with the topic's name, never passed over."""
+failures reported by librdkafka raised with the topic's name, never passed over: a refused message as
+fatal, one that timed out (no broker) as retriable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from replicator.devstack import ConnectionSettings
-from replicator.errors import FatalError
+from replicator.devstack.process import any_free_port
+from replicator.errors import FatalError, RetriableError
 from replicator.transport.kafka import EventProducer, TopicSpec, ensure_topics, watermarks
 
 pytestmark = pytest.mark.integration
@@ -52,3 +54,12 @@ def test_a_message_the_broker_refuses_is_raised_naming_its_topic(
     # The failure stays raised: nothing produced afterwards is confirmed past it.
     with pytest.raises(FatalError, match=topic):
         producer.produce(topic, b"k", b"small")
+
+
+def test_a_message_kafka_never_confirmed_in_time_is_raised_as_retriable() -> None:
+    # No broker listens there: the message times out in librdkafka's queue, as after an outage longer than
+    # message.timeout.ms. A restart re-sends from the last acknowledged position, so it is worth one.
+    producer = EventProducer(f"127.0.0.1:{any_free_port()}", client_id="test", message_timeout_ms=500)
+    producer.produce("some.topic", b"k", b"v")
+    with pytest.raises(RetriableError, match=r"Kafka refused a message for some\.topic: .*timed out"):
+        producer.confirm(10)
