@@ -123,7 +123,7 @@ class EventProducer:
 
     def _on_failure(self, err: Any, msg: Any) -> None:
         if err is not None and self._failure is None:
-            self._failure = f"Kafka refused a message for {msg.topic()}: {err}"
+            self._failure = f"Kafka did not take a message for {msg.topic()}: {err}"
             self._failure_retriable = isinstance(err, KafkaError) and (
                 err.code() == KafkaError._MSG_TIMED_OUT or is_transient(err)
             )

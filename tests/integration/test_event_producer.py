@@ -49,7 +49,7 @@ def test_a_message_the_broker_refuses_is_raised_naming_its_topic(
     ensure_topics(bootstrap, [TopicSpec(topic, config=(("max.message.bytes", "256"),))])
     producer = EventProducer(bootstrap, client_id="test", compression="none")
     producer.produce(topic, b"k", b"x" * 2000)
-    with pytest.raises(FatalError, match=f"Kafka refused a message for {topic}"):
+    with pytest.raises(FatalError, match=f"Kafka did not take a message for {topic}"):
         producer.confirm(30)
     # The failure stays raised: nothing produced afterwards is confirmed past it.
     with pytest.raises(FatalError, match=topic):
@@ -61,5 +61,5 @@ def test_a_message_kafka_never_confirmed_in_time_is_raised_as_retriable() -> Non
     # message.timeout.ms. A restart re-sends from the last acknowledged position, so it is worth one.
     producer = EventProducer(f"127.0.0.1:{any_free_port()}", client_id="test", message_timeout_ms=500)
     producer.produce("some.topic", b"k", b"v")
-    with pytest.raises(RetriableError, match=r"Kafka refused a message for some\.topic: .*timed out"):
+    with pytest.raises(RetriableError, match=r"Kafka did not take a message for some\.topic: .*timed out"):
         producer.confirm(10)
