@@ -184,7 +184,7 @@ class CaptureRunner:
                 since_poll += 1
                 if since_poll >= _POLL_EVENTS:
                     since_poll = 0
-                    self._poll()
+                    producer.poll(0)
                 continue
             if isinstance(item, TxBegin):
                 tx = item.tx
@@ -224,7 +224,7 @@ class CaptureRunner:
                 # A snapshot chunk is confirmed at once: its progress is recorded per chunk, and the read
                 # of the next one may wait long (a locked table) with nothing else to confirm it.
                 urgent = tx.snapshot
-                if isinstance(item.position, PostgresPosition) and not urgent:
+                if isinstance(item.position, PostgresPosition) and not tx.snapshot:
                     last_commit_lsn = item.position.commit_lsn
                 stats.transactions += 1
                 tx = None
@@ -236,11 +236,8 @@ class CaptureRunner:
                 # An idle source: have Kafka confirm now rather than at the next transaction. A busy one
                 # passing over a transaction it does not publish: on the usual cadence.
                 now = last_poll = clock()
-                self._poll()
-                if tracker.pending and (
-                    item.idle or producer.unconfirmed == 0 or now - self._last_confirm >= _CONFIRM_INTERVAL_S
-                ) and self._confirm(_IDLE_CONFIRM_TIMEOUT_S if item.idle else _CONFIRM_TIMEOUT_S):
-                    self._acknowledge()
+                self._confirm_due(now, at_once=item.idle,
+                                  timeout=_IDLE_CONFIRM_TIMEOUT_S if item.idle else _CONFIRM_TIMEOUT_S)
                 if not tracker.pending:
                     if item.position is not None:
                         source.acknowledge(item.position)
@@ -255,26 +252,29 @@ class CaptureRunner:
             if urgent or now - last_poll >= _POLL_INTERVAL_S or since_poll >= _POLL_EVENTS:
                 last_poll = now
                 since_poll = 0
-                self._poll()
-                if tracker.pending and (
-                    urgent or producer.unconfirmed == 0 or now - self._last_confirm >= _CONFIRM_INTERVAL_S
-                ) and self._confirm(_CONFIRM_TIMEOUT_S):
-                    self._acknowledge()
+                self._confirm_due(now, at_once=urgent, timeout=_CONFIRM_TIMEOUT_S)
                 urgent = False
         producer.flush()
         self._acknowledge()
         return self.stats
 
-    def _poll(self) -> None:
-        self.producer.poll(0)
-
-    def _confirm(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for Kafka to confirm everything produced so far. The interval counts from
-        the end of the wait: a broker slow to confirm still leaves the stream _CONFIRM_INTERVAL_S to run."""
+    def _confirm_due(self, now: float, *, at_once: bool, timeout: float) -> None:
+        """Serve failure reports; then, if sealed transactions await Kafka, and it is `at_once`, or Kafka has
+        nothing outstanding, or _CONFIRM_INTERVAL_S passed since the last wait: wait up to `timeout` s for
+        Kafka to confirm everything produced, and acknowledge if it did. The interval counts from the end
+        of the wait: a broker slow to confirm still leaves the stream _CONFIRM_INTERVAL_S to run."""
+        producer = self.producer
+        producer.poll(0)
+        if not self._tracker.pending or not (
+            at_once or producer.unconfirmed == 0 or now - self._last_confirm >= _CONFIRM_INTERVAL_S
+        ):
+            return
         try:
-            return self.producer.confirm(timeout)
+            confirmed = producer.confirm(timeout)
         finally:
             self._last_confirm = time.monotonic()
+        if confirmed:
+            self._acknowledge()
 
     def _acknowledge(self) -> None:
         """Kafka confirmed everything produced: acknowledge the newest sealed position to the source."""
