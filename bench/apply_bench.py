@@ -64,12 +64,12 @@ from capture_bench import (
     delete_topics,
     establish_capture,
     git_commit,
+    shown_path,
     topic_counts,
     versions,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 RESULT_NAME = re.compile(r"apply-(\d{8}T\d{6}Z)\.json")
 
@@ -394,15 +394,17 @@ def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
         for msg in consumer.consume(10000, 0.05):
             if msg.error() is not None:
                 raise RuntimeError(f"floor: reading Kafka: {msg.error()}")
-            raw = msg.value()
+            raw, key = msg.value(), msg.key()
+            if raw is None or key is None:
+                raise RuntimeError(f"floor: a message without a value or key at {msg.topic()} {msg.offset()}")
             if msg.topic() == tx_topic:
                 if not raw.startswith(b'{"status":"BEGIN",'):
                     ends.append(loads(raw)["id"])
             else:
                 event = loads(raw)
-                loads(msg.key())
+                loads(key)
                 pending[event["transaction"]["id"]] = event
-        ready = []
+        ready: list[dict[str, Any]] = []
         while released < len(ends) and ends[released] in pending and len(ready) < batch:
             ready.append(pending.pop(ends[released]))
             released += 1
@@ -590,8 +592,8 @@ def run_case(target_kind: str, rows: int, ctx: dict[str, Any], profile_path: Pat
     settings, workdir, batch, timeout_s = ctx["settings"], ctx["workdir"], ctx["batch"], ctx["timeout_s"]
     source_kind = SOURCE_OF[target_kind]
     tag = f"ap_{target_kind[:2]}_{uuid.uuid4().hex[:6]}"
-    source = CASES[source_kind](settings, f"{tag}_src", "single", rows)
-    target = CASES[target_kind](settings, f"{tag}_dst", "single", rows)
+    source = CASES[source_kind](settings, f"{tag}_src", "single", rows, 0)  # no capture ceilings here
+    target = CASES[target_kind](settings, f"{tag}_dst", "single", rows, 0)
     name = f"bench-{tag.replace('_', '-')}"
     target_name = f"{name}-writer"
     source_env, target_env = f"BENCH_DSN_{tag.upper()}_SRC", f"BENCH_DSN_{tag.upper()}_DST"
@@ -788,9 +790,10 @@ def previous_results(rows: int, batch: int, exclude: Path) -> tuple[list[Path], 
     files those came from."""
     found: dict[str, Any] = {}
     used: list[Path] = []
-    if not RESULTS_DIR.exists():
+    results_dir = exclude.parent  # the folder the new results go to
+    if not results_dir.exists():
         return used, found
-    for path in sorted((p for p in RESULTS_DIR.iterdir() if RESULT_NAME.fullmatch(p.name)), reverse=True):
+    for path in sorted((p for p in results_dir.iterdir() if RESULT_NAME.fullmatch(p.name)), reverse=True):
         if path == exclude:
             continue
         try:
@@ -1039,6 +1042,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="skip the floor runs (the least work an applier with the product's guarantees does, in a straight loop)",
     )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where result files (and profiles) are written and earlier ones looked for"
+                        " (default: bench/results)")
     parser.add_argument("--worker", nargs=2, metavar=("ROLE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -1081,8 +1087,8 @@ def main(argv: Sequence[str]) -> int:
         for target_kind in args.targets:
             profile_path = None
             if args.profile:
-                RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                profile_path = RESULTS_DIR / f"profile-{stamp}-apply-{target_kind}.pstats"
+                args.results_dir.mkdir(parents=True, exist_ok=True)
+                profile_path = args.results_dir / f"profile-{stamp}-apply-{target_kind}.pstats"
             try:
                 results.append(run_case(target_kind, args.rows, ctx, profile_path))
                 if profile_path is not None:
@@ -1105,14 +1111,14 @@ def main(argv: Sequence[str]) -> int:
             print()
             print(profile_summary(path, args.rows, args.profile_top))
     else:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        out_path = RESULTS_DIR / f"apply-{stamp}.json"
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        out_path = args.results_dir / f"apply-{stamp}.json"
         prev_paths, previous = previous_results(args.rows, args.batch, exclude=out_path)
-        compared = ", ".join(str(p.relative_to(REPO_DIR)) for p in prev_paths)
+        compared = ", ".join(shown_path(p) for p in prev_paths)
         print(f"compared with: {compared or 'nothing (no earlier run of this size)'}")
         print(report(results, previous))
         out_path.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-        print(f"\nresults: {out_path.relative_to(REPO_DIR)}")
+        print(f"\nresults: {shown_path(out_path)}")
 
     failed = any("error" in r for r in results)
     below = [r for r in results if "ratio" in r and r["ratio"] < args.min_ratio]

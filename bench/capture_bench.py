@@ -847,6 +847,11 @@ def default_linger_ms() -> int:
     return int(KafkaConfig.model_fields["linger_ms"].default)
 
 
+def shown_path(path: Path) -> str:
+    """`path` relative to the repository when it is inside it (bench/results/...), else as it is."""
+    return str(path.relative_to(REPO_DIR)) if path.is_relative_to(REPO_DIR) else str(path)
+
+
 def previous_results(
     rows: int, exclude: Path, linger_ms: int | None = None
 ) -> tuple[list[Path], dict[tuple[str, str], Any]]:
@@ -854,9 +859,10 @@ def previous_results(
     the same --linger-ms); and the files those came from."""
     found: dict[tuple[str, str], Any] = {}
     used: list[Path] = []
-    if not RESULTS_DIR.exists():
+    results_dir = exclude.parent  # the folder the new results go to
+    if not results_dir.exists():
         return used, found
-    for path in sorted((p for p in RESULTS_DIR.iterdir() if RESULT_NAME.fullmatch(p.name)), reverse=True):
+    for path in sorted((p for p in results_dir.iterdir() if RESULT_NAME.fullmatch(p.name)), reverse=True):
         if path == exclude:
             continue
         try:
@@ -1062,6 +1068,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile-top", type=int, default=25, help="functions listed per profile (default 25)")
     parser.add_argument("--runs", type=int, default=2,
                         help="capture runs per case, each between two ceiling runs (default 2)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where result files (and profiles) are written and earlier ones looked for"
+                        " (default: bench/results)")
     parser.add_argument("--worker", nargs=2, metavar=("ROLE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -1115,8 +1124,8 @@ def main(argv: list[str]) -> int:
             for workload in args.workloads:
                 profile_path = None
                 if args.profile:
-                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    profile_path = RESULTS_DIR / f"profile-{stamp}-{kind}-{workload}.pstats"
+                    args.results_dir.mkdir(parents=True, exist_ok=True)
+                    profile_path = args.results_dir / f"profile-{stamp}-{kind}-{workload}.pstats"
                 try:
                     results.append(run_case(kind, workload, args.rows, ctx, profile_path))
                     if profile_path is not None:
@@ -1138,14 +1147,14 @@ def main(argv: list[str]) -> int:
             print()
             print(profile_summary(path, events, args.profile_top))
     else:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        out_path = RESULTS_DIR / f"capture-{stamp}.json"
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        out_path = args.results_dir / f"capture-{stamp}.json"
         prev_paths, previous = previous_results(args.rows, exclude=out_path, linger_ms=meta["linger_ms"])
-        compared = ", ".join(str(p.relative_to(REPO_DIR)) for p in prev_paths)
+        compared = ", ".join(shown_path(p) for p in prev_paths)
         print(f"compared with: {compared or 'nothing (no earlier run of this size)'}")
         print(report(results, previous))
         out_path.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-        print(f"\nresults: {out_path.relative_to(REPO_DIR)}")
+        print(f"\nresults: {shown_path(out_path)}")
 
     failed = any("error" in r for r in results)
     below = [r for r in results if "ratio" in r and r["ratio"] < args.min_ratio]

@@ -22,18 +22,25 @@ from replicator.devstack import ConnectionSettings, DevStack, mariadb_connect
 
 
 @pytest.fixture(scope="session")
-def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectionSettings]:
+def devstack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The running stack's state folder (what $REPLICATOR_DEVSTACK_DIR names for the CLI and benchmarks)."""
     reuse_dir = os.environ.get("REPLICATOR_DEVSTACK_DIR")
     if reuse_dir:
         reused = DevStack(state_dir=Path(reuse_dir).resolve())
         if reused.is_running():
-            yield reused.settings()
+            yield reused.state_dir
             return
     stack = DevStack(state_dir=tmp_path_factory.mktemp("devstack"))
     try:
-        yield stack.up()
+        stack.up()
+        yield stack.state_dir
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def devstack(devstack_dir: Path) -> ConnectionSettings:
+    return DevStack(state_dir=devstack_dir).settings()
 
 
 def _unique(prefix: str) -> str:
