@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from replicator.capture.base import SnapshotChunk, SnapshotDone, StreamItem, TxCommit
@@ -43,14 +43,43 @@ Point = Any  # a source point: PostgreSQL LSN (int), MariaDB GTID state (str)
 _Range = tuple[dict[str, int] | None, Point]
 
 
+def row_id(key: Row) -> str:
+    """A row's identity within its table, for sets of rows: the repr of its key values (a key value may be
+    unhashable, jsonb)."""
+    return repr(tuple(key.values()))
+
+
 @dataclass(slots=True)
 class SnapshotProgress:
     """Per table, the key ranges already in Kafka, in key order, each with the point it was read at.
     `point` is the current run's: chunks recorded by this run are read as of it, and `point_of` gives it
-    for keys beyond the recorded ranges (None: such keys are not read yet)."""
+    for keys beyond the recorded ranges (None: such keys are not read yet).
+
+    `read_here`: per (table, point), the rows that reads made by this process at that point returned (not
+    stored: a restarted capture knows only the ranges). It tells `ReplayWindow` whether a row was in the read
+    that a streamed change is older than; kept while the window is open (the rows of every table read again
+    in this run: about 100 bytes per row)."""
 
     ranges: dict[str, list[_Range]]
     point: Point
+    read_here: dict[tuple[str, Point], set[str]] = field(default_factory=dict)
+
+    def note_read(self, change: RowChange, point: Point) -> None:
+        """`change`, an `r` event, was read at `point` by this process."""
+        self.read_here.setdefault((str(change.table), point), set()).add(row_id(change.key))
+
+    def noting_reads(self, items: Iterator[StreamItem], point: Point) -> Iterator[StreamItem]:
+        """`items` of a snapshot read at `point`, each `r` event noted (`note_read`) as it goes by."""
+        for item in items:
+            if isinstance(item, RowChange):
+                self.note_read(item, point)
+            yield item
+
+    def in_read(self, table: TableId, row: str, point: Point) -> bool | None:
+        """Whether this process's read of `table` at `point` returned `row`; None when no read of this
+        process is known at that point (an earlier run's)."""
+        rows = self.read_here.get((str(table), point))
+        return None if rows is None else row in rows
 
     @classmethod
     def from_json(cls, data: Any, point: Point) -> SnapshotProgress:
@@ -113,10 +142,18 @@ class ReplayWindow:
     newer state). A TRUNCATE (PostgreSQL) passes, and from there on nothing of its table is dropped:
     consumers empty the table, rows read later included, so every change after it must follow again.
 
-    A DELETE passes too, and from there on nothing of its row is dropped: a row deleted before the point it
-    was to be read at is not in that read, so only the delete tells consumers that still hold the row (from
-    an earlier read) that it went; and since it now follows the read, the changes after it (a re-insert)
-    must follow too. The passed deletes and truncates are stored with the window (`to_json`, `restore_passed`):
+    When this process made the read (`SnapshotProgress.in_read`), it knows whether the read returned the row:
+    if it did, every change older than the read is dropped, deletes included (a row deleted and inserted
+    again before the read is in it, newer than both); if not, they all pass, the last of them deleting the
+    row consumers may still hold from an earlier read. Dropping such a delete matters: the read's `r` event
+    was published before the stream got to the changes older than it (a resumed snapshot, or a re-snapshot
+    chunk read while the stream lagged), so a passed delete and re-insert would have published the row's
+    older states after its newer one.
+
+    For a read made by an earlier run, whose rows are not known, a DELETE passes, and from there on nothing
+    of its row is dropped: a row deleted before the point it was to be read at is not in that read, so only
+    the delete tells consumers that still hold the row (from an earlier read) that it went; and since it now
+    follows the read, the changes after it (a re-insert) must follow too. The passed deletes and truncates are stored with the window (`to_json`, `restore_passed`):
     a capture restarted inside the window after such a delete was acknowledged still passes the re-insert
     that follows it. The stored sets may name rows whose delete comes after the stored position (the stream
     is ahead of its acknowledgements); their older changes then pass too on replay, before the delete, which
@@ -188,6 +225,7 @@ class ReplayWindow:
             return False
         if self._past(tx, self.newest):
             self.closed = True
+            self._progress.read_here.clear()  # past every read: no change is older than one any more
             return False
         self._tx = tx
         return True
@@ -199,14 +237,27 @@ class ReplayWindow:
             return False
         if table not in self.tables or table in self._truncated or self._tx is None:
             return False
-        row = (table, repr(tuple(change.key.values())))  # repr: a key value may be unhashable (jsonb)
+        row_key = row_id(change.key)
+        point = self._progress.point_of(table, change.key)
+        older = point is not None and self._before(self._tx, point)
+        if older:
+            in_read = self._progress.in_read(table, row_key, point)
+            if in_read is not None:
+                # Read by this process: a row the read returned has a newer state there than this change,
+                # deletes included (a delete and re-insert before the read are in it too); a row it did not
+                # return was deleted before it, and its changes pass, the last of them a delete.
+                if in_read:
+                    return True
+                if change.op is Op.DELETE:
+                    self._deleted.add((table, row_key))
+                return False
+        row = (table, row_key)
         if change.op is Op.DELETE:
             self._deleted.add(row)
             return False
         if row in self._deleted:
             return False
-        point = self._progress.point_of(table, change.key)
-        return point is not None and self._before(self._tx, point)
+        return older
 
 
 @dataclass(slots=True)
@@ -229,15 +280,18 @@ class Resnapshot:
             # Keep dropping what the open window drops for other tables: their rows not recorded in
             # ranges were read at its progress' point.
             old = previous.progress
+            ranges_read_here = old.read_here
             for table in previous.tables:
                 entries = list(old.ranges.get(str(table), []))
                 if old.point is not None and (not entries or entries[-1][0] is not None):
                     entries.append((None, old.point))
                 ranges[str(table)] = entries
             window_tables |= previous.tables
+        else:
+            ranges_read_here = {}
         for table in tables:
             ranges[str(table)] = []
-        return cls(request, tables, SnapshotProgress(ranges, None), window_tables)
+        return cls(request, tables, SnapshotProgress(ranges, None, dict(ranges_read_here)), window_tables)
 
     def read(self, items: Generator[StreamItem, None, None], point: Point) -> Iterator[StreamItem]:
         """The items of the next chunk of the current table, from `_snapshot_table`'s `items` read as of
@@ -247,6 +301,8 @@ class Resnapshot:
         finished = True
         try:
             for item in items:
+                if isinstance(item, RowChange):
+                    self.progress.note_read(item, point)
                 yield item
                 if isinstance(item, TxCommit) and isinstance(item.position, SnapshotChunk):
                     chunk = item.position

@@ -36,7 +36,7 @@ from tests.support.kafka_reader import read_topics, replay_ids
 pytestmark = pytest.mark.integration
 
 ROWS = 2000
-CHUNK = 20  # 100 chunks, one between two streamed transactions
+CHUNK = 10  # 200 chunks, one between two streamed transactions (fewer were all read before a first kill)
 KILLS = 3
 
 
@@ -126,12 +126,12 @@ def test_a_resnapshot_killed_repeatedly_is_served_once_and_loses_nothing(
         while kills < KILLS:
             # Let the re-read get some way (a random number of chunks further), then kill -9.
             reads = _reads_so_far(bootstrap, topic)
-            target = reads + rng.randint(2, 8) * CHUNK
+            target = reads + rng.randint(1, 6) * CHUNK
             deadline = time.monotonic() + 60
             while reads < target:
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"the re-snapshot stalled at {reads} reads"
-                time.sleep(rng.uniform(0.05, 0.3))
+                time.sleep(rng.uniform(0.02, 0.1))
                 reads = _reads_so_far(bootstrap, topic)
             if _stored(bootstrap, name)[1].get("resnapshot_done"):
                 break  # served to its end before this kill: nothing more to interrupt

@@ -108,3 +108,81 @@ def test_consumers_end_at_the_rows_the_source_holds_after_the_read(history: list
                 assert c.after is not None
                 consumer[c.key["id"]] = c.after["n"]
     assert consumer == source
+
+
+def window_read_here(rows: set[int]) -> ReplayWindow:
+    """`window()`, the read at READ_AT made by this process and returning `rows`."""
+    w = window()
+    for key in rows:
+        w.progress.note_read(change(Op.READ, key), READ_AT)
+    return w
+
+
+def test_a_row_the_read_returned_gets_none_of_its_older_changes_not_even_a_delete() -> None:
+    # Deleted and inserted again before the read: the read has the row, newer than both. Passing the delete
+    # (and then the re-insert) would publish the row's older states after its r event.
+    w = window_read_here({3, 5})
+    for at, op in [(40, Op.UPDATE), (50, Op.DELETE), (60, Op.CREATE), (70, Op.UPDATE)]:
+        assert w.covers(tx(at)) and w.drops(change(op, 3)), (at, op)
+    assert w.passed_count == 0
+
+
+def test_a_row_the_read_did_not_return_gets_every_older_change() -> None:
+    w = window_read_here({5})
+    for at, op in [(40, Op.UPDATE), (50, Op.DELETE), (60, Op.CREATE), (70, Op.DELETE)]:
+        assert w.covers(tx(at)) and not w.drops(change(op, 3)), (at, op)
+    assert w.covers(tx(80)) and w.drops(change(Op.UPDATE, 5))
+
+
+def test_what_this_process_read_outranks_a_delete_an_earlier_run_passed() -> None:
+    # The earlier run passed a delete of row 3 and stored that; this run read row 3 again (it was inserted again
+    # before this read): its older changes replayed now are in this read, and are dropped.
+    earlier = window()
+    assert earlier.covers(tx(50)) and not earlier.drops(change(Op.DELETE, 3))
+    stored = orjson.loads(orjson.dumps(earlier.to_json()))
+    w = window_read_here({3})
+    w.restore_passed(stored)
+    assert w.covers(tx(60)) and w.drops(change(Op.CREATE, 3)) and w.drops(change(Op.UPDATE, 3))
+
+
+def test_the_rows_read_are_let_go_when_the_window_closes() -> None:
+    w = window_read_here({1, 2, 3})
+    assert w.progress.read_here
+    assert not w.covers(tx(READ_AT)) and w.closed
+    assert not w.progress.read_here
+
+
+@given(st.lists(st.tuples(st.sampled_from([Op.CREATE, Op.UPDATE, Op.DELETE]), st.integers(1, 4),
+                          st.integers(1, 99)), max_size=30))
+def test_with_the_read_known_consumers_never_see_a_row_older_than_its_read(
+    history: list[tuple[Op, int, int]]
+) -> None:
+    """As the test above, the read made by this process: consumers end where the source is, and after the
+    read's r events nothing older is published of a row the read returned (nothing at all of it here, since
+    every change is older than the read)."""
+    source = {key: 0 for key in range(1, 5)}
+    committed: list[tuple[int, RowChange]] = []
+    for at, (op, key, value) in enumerate(history, start=1):
+        exists = key in source
+        if (op is Op.CREATE) == exists:
+            continue
+        if op is Op.DELETE:
+            del source[key]
+        else:
+            source[key] = value
+        row = {"id": key, "n": source.get(key)}
+        committed.append((at, RowChange(TABLE, op, {"id": key}, None, None if op is Op.DELETE else row,
+                                        PostgresPosition(at, at, 1))))
+    consumer = {key: 0 for key in range(1, 5)}
+    consumer.update(source)
+    w = window_read_here(set(source))
+    for at, c in committed:
+        assert w.covers(tx(at))
+        if not w.drops(c):
+            assert c.key["id"] not in source, c  # a row the read returned: nothing older follows its r event
+            if c.op is Op.DELETE:
+                consumer.pop(c.key["id"], None)
+            else:
+                assert c.after is not None
+                consumer[c.key["id"]] = c.after["n"]
+    assert consumer == source

@@ -1142,7 +1142,11 @@ class MariaDbCaptureSource(ResnapshotRequests):
             for table in tables:
                 if progress.is_complete(table):
                     continue  # in Kafka since an earlier run
-                yield from self._snapshot_table(conn, table, started_ms, position, progress, request)
+                rows = self._snapshot_table(conn, table, started_ms, position, progress, request)
+                # Resuming, this run reads at a later point than the stream starts from: the replay window
+                # needs to know which rows the read returned.
+                resumed = request is None and self._resuming
+                yield from progress.noting_reads(rows, snapshot_state) if resumed else rows
                 if self._stopping:
                     return
         yield SnapshotDone(request)
