@@ -65,3 +65,17 @@ def test_apply_benchmark_runs_every_target(devstack_dir: Path, tmp_path: Path) -
         assert r["rows"] == ROWS and r["transactions"] == ROWS and r["kafka_messages"] == 3 * ROWS
         assert r["ratio"] > 0
         assert set(r["floors"]) == {"consume", "apply"}, r["floors"]
+
+
+@pytest.mark.timeout(300)
+def test_the_pgoutput_read_pause_experiment_runs(devstack_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pg_read_pause.py"), "--rows", str(ROWS), "--repeats", "1",
+         "--pauses", "0,0.001"],
+        env={**os.environ, "REPLICATOR_DEVSTACK_DIR": str(devstack_dir)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, f"pg_read_pause.py exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert [line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("pause")] == [
+        "pause   0.0 ms", "pause   1.0 ms"
+    ], done.stdout
