@@ -153,9 +153,11 @@ class ReplayWindow:
     For a read made by an earlier run, whose rows are not known, a DELETE passes, and from there on nothing
     of its row is dropped: a row deleted before the point it was to be read at is not in that read, so only
     the delete tells consumers that still hold the row (from an earlier read) that it went; and since it now
-    follows the read, the changes after it (a re-insert) must follow too. The passed deletes and truncates are stored with the window (`to_json`, `restore_passed`):
-    a capture restarted inside the window after such a delete was acknowledged still passes the re-insert
-    that follows it. The stored sets may name rows whose delete comes after the stored position (the stream
+    follows the read, the changes after it (a re-insert) must follow too.
+
+    The passed deletes and truncates are stored with the window (`to_json`, `restore_passed`): a capture
+    restarted inside the window after such a delete was acknowledged still passes the re-insert that
+    follows it. The stored sets may name rows whose delete comes after the stored position (the stream
     is ahead of its acknowledgements); their older changes then pass too on replay, before the delete, which
     consumers apply and then undo: the end state is the same."""
 
