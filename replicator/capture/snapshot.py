@@ -44,9 +44,15 @@ _Range = tuple[dict[str, int] | None, Point]
 
 
 def row_id(key: Row) -> str:
-    """A row's identity within its table, for sets of rows: the repr of its key values (a key value may be
-    unhashable, jsonb)."""
+    """A row's identity within its table, as stored with a window's passed deletes: the repr of its key
+    values (a key value may be unhashable, jsonb)."""
     return repr(tuple(key.values()))
+
+
+def _read_id(key: Row) -> str:
+    """A row's identity within its table whatever the order of its key's columns (a snapshot read's key and a
+    streamed change's are built by different code)."""
+    return repr(sorted(key.items()))
 
 
 @dataclass(slots=True)
@@ -66,7 +72,7 @@ class SnapshotProgress:
 
     def note_read(self, change: RowChange, point: Point) -> None:
         """`change`, an `r` event, was read at `point` by this process."""
-        self.read_here.setdefault((str(change.table), point), set()).add(row_id(change.key))
+        self.read_here.setdefault((str(change.table), point), set()).add(_read_id(change.key))
 
     def noting_reads(self, items: Iterator[StreamItem], point: Point) -> Iterator[StreamItem]:
         """`items` of a snapshot read at `point`, each `r` event noted (`note_read`) as it goes by."""
@@ -75,11 +81,11 @@ class SnapshotProgress:
                 self.note_read(item, point)
             yield item
 
-    def in_read(self, table: TableId, row: str, point: Point) -> bool | None:
-        """Whether this process's read of `table` at `point` returned `row`; None when no read of this
-        process is known at that point (an earlier run's)."""
+    def in_read(self, table: TableId, key: Row, point: Point) -> bool | None:
+        """Whether this process's read of `table` at `point` returned the row with `key`; None when no read of
+        this process is known at that point (an earlier run's)."""
         rows = self.read_here.get((str(table), point))
-        return None if rows is None else row in rows
+        return None if rows is None else _read_id(key) in rows
 
     @classmethod
     def from_json(cls, data: Any, point: Point) -> SnapshotProgress:
@@ -243,7 +249,7 @@ class ReplayWindow:
         point = self._progress.point_of(table, change.key)
         older = point is not None and self._before(self._tx, point)
         if older:
-            in_read = self._progress.in_read(table, row_key, point)
+            in_read = self._progress.in_read(table, change.key, point)
             if in_read is not None:
                 # Read by this process: a row the read returned has a newer state there than this change,
                 # deletes included (a delete and re-insert before the read are in it too); a row it did not

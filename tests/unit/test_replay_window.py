@@ -186,3 +186,13 @@ def test_with_the_read_known_consumers_never_see_a_row_older_than_its_read(
                 assert c.after is not None
                 consumer[c.key["id"]] = c.after["n"]
     assert consumer == source
+
+
+def test_a_read_row_is_known_whatever_the_order_of_its_key_columns() -> None:
+    # A snapshot read builds its key in one column order, a streamed change perhaps in another.
+    progress = SnapshotProgress({str(TABLE): [(None, READ_AT)]}, None)
+    progress.note_read(RowChange(TABLE, Op.READ, {"a": 1, "b": 2}, None, {"a": 1, "b": 2}, PostgresPosition(0, 0, 1)),
+                       READ_AT)
+    assert progress.in_read(TABLE, {"b": 2, "a": 1}, READ_AT) is True
+    assert progress.in_read(TABLE, {"b": 1, "a": 2}, READ_AT) is False
+    assert progress.in_read(TABLE, {"a": 1, "b": 2}, READ_AT + 1) is None  # no read of this process there
