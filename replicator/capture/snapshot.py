@@ -306,6 +306,7 @@ class Resnapshot:
         `point` (a key that orders differently in Python: the whole table); records what they cover."""
         table = self.tables[self.index]
         entries = self.progress.ranges.setdefault(str(table), [])
+        self.progress.read_here.setdefault((str(table), point), set())  # known, even if it returns no row
         finished = True
         try:
             for item in items:
