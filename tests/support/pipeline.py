@@ -8,10 +8,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+
 from replicator.config import load_config
 from replicator.pipeline.apply_runner import build_apply
 from replicator.pipeline.capture_runner import build_capture
 from replicator.pipeline.supervisor import Supervisor
+from replicator.transport.kafka import read_last_value
+from replicator.transport.topics import offsets_topic
 
 
 @contextmanager
@@ -43,3 +47,19 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0,
             state = f"\n{describe()}" if describe is not None else ""
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{state}")
         time.sleep(0.2)
+
+
+def wait_for_snapshots(config_path: Path, supervisor: Supervisor, timeout: float = 60.0) -> None:
+    """Wait until every source of the config has its initial snapshot recorded as done. A pipeline stopped
+    before that resumes the snapshot at its next start, and the rows it reads then carry that later read time
+    as their version, newer than edits made while it was stopped."""
+    config = load_config(config_path)
+    bootstrap = config.kafka.bootstrap()
+
+    def done(name: str) -> bool:
+        stored = read_last_value(bootstrap, offsets_topic(name), name.encode(), timeout=10)
+        return bool(orjson.loads(stored or b"{}").get("snapshot_done"))
+
+    for source in config.sources:
+        wait_until(functools.partial(done, source.name), f"the snapshot of source {source.name} recorded as done",
+                   timeout=timeout, supervisor=supervisor)
