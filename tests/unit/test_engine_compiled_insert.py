@@ -89,7 +89,10 @@ def test_the_compiled_insert_gives_what_the_general_path_gives(row: dict[str, An
             # Equal fields may still differ in type (1 == 1.0 == True): the values must be the very same.
             assert [(type(c.value), c.value) for c in made.fields.values()] == \
                 [(type(c.value), c.value) for c in wanted.fields.values()]
-            assert made.plain == _plain_upsert(made)
+            # `plain` is a promise the applier acts on without checking: never made for an op that is not. An op
+            # the compiled function left to the general path (a value unavailable, say) is unmarked even when
+            # plain; the applier then checks it (`op.plain or _plain_upsert(op)`).
+            assert not made.plain or _plain_upsert(made)
 
 
 plausible_rows = st.fixed_dictionaries({
