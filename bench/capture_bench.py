@@ -743,7 +743,9 @@ def run_case(
         common = {"server_pids": server_pids, "timeout_s": timeout_s, "dsn_env": env_var}
 
         def ceiling(index: int, eager: bool = False) -> dict[str, Any]:
-            role, spec = case.eager_ceiling() if eager else case.ceiling(index)  # type: ignore[misc]
+            chosen = case.eager_ceiling() if eager else case.ceiling(index)
+            assert chosen is not None  # eager only where the case has such a read
+            role, spec = chosen
             run = run_worker(role, {**common, **spec}, workdir)
             what = "ceiling, no pause" if eager else f"ceiling {index + 1}"
             _check_counts(what, run, rows, expected_txns)

@@ -74,8 +74,10 @@ class SnapshotProgress:
         """`change`, an `r` event, was read at `point` by this process."""
         self.read_here.setdefault((str(change.table), point), set()).add(_read_id(change.key))
 
-    def noting_reads(self, items: Iterator[StreamItem], point: Point) -> Iterator[StreamItem]:
-        """`items` of a snapshot read at `point`, each `r` event noted (`note_read`) as it goes by."""
+    def noting_reads(self, items: Iterator[StreamItem], table: TableId, point: Point) -> Iterator[StreamItem]:
+        """`items` of a read of `table` at `point`, each `r` event noted (`note_read`) as it goes by; the read
+        is known from the start, so one that returns no row says so too."""
+        self.read_here.setdefault((str(table), point), set())
         for item in items:
             if isinstance(item, RowChange):
                 self.note_read(item, point)
@@ -306,12 +308,9 @@ class Resnapshot:
         `point` (a key that orders differently in Python: the whole table); records what they cover."""
         table = self.tables[self.index]
         entries = self.progress.ranges.setdefault(str(table), [])
-        self.progress.read_here.setdefault((str(table), point), set())  # known, even if it returns no row
         finished = True
         try:
-            for item in items:
-                if isinstance(item, RowChange):
-                    self.progress.note_read(item, point)
+            for item in self.progress.noting_reads(items, table, point):
                 yield item
                 if isinstance(item, TxCommit) and isinstance(item.position, SnapshotChunk):
                     chunk = item.position

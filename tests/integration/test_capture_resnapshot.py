@@ -30,6 +30,7 @@ from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import capture_thread, write_config
 from tests.support.kafka_reader import Record, read_topics, replay_ids
+from tests.support.pipeline import wait_for_snapshots
 
 pytestmark = pytest.mark.integration
 
@@ -227,13 +228,9 @@ def test_a_row_deleted_and_inserted_again_before_the_re_read_is_published_as_rea
     }])
     with capture_thread(config, name):
         read_topics(bootstrap, [topic], until=20, quiet_s=0.5)  # the initial snapshot
-        deadline = time.monotonic() + 30
         # Stopped only once the snapshot is recorded as done: stopped before, the next start would take it
         # again, at a point after the changes below, and stream none of them.
-        while not orjson.loads(read_last_value(bootstrap, f"{name}.offsets", name.encode()) or b"{}").get(
-                "snapshot_done"):
-            assert time.monotonic() < deadline, "the initial snapshot was never recorded as done"
-            time.sleep(0.2)
+        wait_for_snapshots(config, timeout=30)
     side.sql("DELETE FROM item WHERE id = 7")
     side.sql("INSERT INTO item VALUES (7, 999)")
     _request(config, name, f"{ns}.item")

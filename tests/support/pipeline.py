@@ -49,7 +49,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0,
         time.sleep(0.2)
 
 
-def wait_for_snapshots(config_path: Path, supervisor: Supervisor, timeout: float = 60.0) -> None:
+def wait_for_snapshots(config_path: Path, supervisor: Supervisor | None = None, timeout: float = 60.0) -> None:
     """Wait until every source of the config has its initial snapshot recorded as done. A pipeline stopped
     before that resumes the snapshot at its next start, and the rows it reads then carry that later read time
     as their version, newer than edits made while it was stopped."""

@@ -1146,7 +1146,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 # Resuming, this run reads at a later point than the stream starts from: the replay window
                 # needs to know which rows the read returned.
                 resumed = request is None and self._resuming
-                yield from progress.noting_reads(rows, snapshot_state) if resumed else rows
+                yield from progress.noting_reads(rows, table, snapshot_state) if resumed else rows
                 if self._stopping:
                     return
         yield SnapshotDone(request)

@@ -760,7 +760,7 @@ class PostgresCaptureSource(ResnapshotRequests):
             rows = self._snapshot_table(conn, table, started_ms, self._progress, None)
             # Resuming, this run reads at a later point than the stream starts from: the replay window needs
             # to know which rows the read returned.
-            yield from self._progress.noting_reads(rows, self._progress.point) if self._resuming else rows
+            yield from self._progress.noting_reads(rows, table, self._progress.point) if self._resuming else rows
             if self._stopping:
                 conn.execute("ROLLBACK")
                 return
