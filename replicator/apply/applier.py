@@ -447,8 +447,10 @@ class Applier:
                             "value": e.value} for e in unit.events]).decode()),
         )
         letter_id = int(rows[0][0])
-        log.warning("dead-lettered", extra={"consumer": self.consumer, "dead_letter": letter_id,
-                                             "transaction": unit.transaction_id, "error": error})
+        # The error in the message too: a plain log format shows no extras.
+        log.warning("dead-lettered transaction %s as #%d: %s", unit.transaction_id, letter_id, error,
+                    extra={"consumer": self.consumer, "dead_letter": letter_id,
+                           "transaction": unit.transaction_id, "error": error})
         return letter_id
 
     # -- one unit ---------------------------------------------------------------------------------------
@@ -648,6 +650,7 @@ class Applier:
             )
         target_key = row_key_text(tuple(rows[0]))
         self.dialect.add_identity(op.identity[0], system, op.identity[1], target_key)
+        op.adopted = True
         return target_key
 
     def _find_primary_key(self, op: TargetOp, pk: tuple[str, ...], store: RowStore) -> None:
@@ -762,7 +765,9 @@ class Applier:
         # A missing row's fields are decided without their states (nothing competes with the incoming values).
         has_versions = cached is not None and (bool(cached.versions) or cached.compact is not None)
         states = self._field_states(op, cached) if exists or has_versions else {}
-        if exists and key is not None and op.table in self.own_tables:
+        if op.adopted:
+            states = _adopted_states(op, states)
+        elif exists and key is not None and op.table in self.own_tables:
             self._await_own_edits(op, key, states)
         resolution: Resolution = resolve(op, states, exists)
         writes = dict(resolution.writes)
@@ -930,6 +935,21 @@ class Applier:
 # The classes of column values whose own change events carry the same value (Decimal: as its text): times travel
 # as numbers, bytes as base64, documents as text, so those are neither recorded nor waited for.
 _OWN_RECORDABLE: frozenset[type] = frozenset({str, int, float, Decimal, bool, type(None)})
+
+
+def _adopted_states(op: TargetOp, states: Mapping[str, FieldState]) -> dict[str, FieldState]:
+    """The states of a row linked by `match_on` as its op decides them: its last_writer_wins values without
+    their times. Until the link, the row was not the source row's replica: its values were never sent to the
+    source, and an edit of one (an ERP partner created after the customer signed up, its ref empty) is not a
+    newer write that the source's values lose to. Without a time, a last_writer_wins field takes the incoming
+    value, as a field the replicator never wrote does, on this side as on the source's (which never heard of
+    the row's values). Owner, delta, monotonic and ranked fields are decided as for any row."""
+    adopted = dict(states)
+    for column, change in op.fields.items():
+        state = states.get(column)
+        if state is not None and change.policy is Policy.LAST_WRITER_WINS and change.rank is None:
+            adopted[column] = FieldState(current=state.current, rank=state.rank)
+    return adopted
 
 
 def _rank_of_current(change: FieldChange, values: dict[str, Any] | None) -> int | None:

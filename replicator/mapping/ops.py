@@ -134,6 +134,9 @@ class TargetOp:
     # Set by the mapping engine when it knows the op to be such an op (an upsert by plain key values, its fields
     # last_writer_wins values without rank, look-up or aggregate), so that the applier need not check.
     plain: bool = field(default=False, compare=False)
+    # Set by the applier when it links the op's row by `match` (Applier._link_by_match): a row the target held
+    # before the link, whose values were never replicated, so they do not compete with the incoming ones.
+    adopted: bool = field(default=False, compare=False)
 
 
 _SQL_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}

@@ -531,7 +531,7 @@ class ErpSimulator(Simulator[ErpConnection]):
                 "type": "contact",
                 "commercial_partner_id": partner_id,
                 "is_company": False,
-                "email": email_for(rng, firstname, lastname),
+                "email": self._unused_email(conn, firstname, lastname),
                 "phone": place.phone,
                 "mobile": place.mobile if rng.random() < 0.5 else None,
                 "street": place.street,
@@ -547,6 +547,16 @@ class ErpSimulator(Simulator[ErpConnection]):
             self.user_id,
         )
         return partner_id
+
+    def _unused_email(self, conn: ErpConnection, firstname: str, lastname: str) -> str:
+        """An e-mail no partner has: a clerk who finds the customer's e-mail on a contact uses that contact (as
+        `_native_customer` does) rather than create a second one, which a shop customer signing up with that
+        e-mail could not be linked to (match_on refuses to guess between two)."""
+        email = email_for(self.random, firstname, lastname)
+        local, domain = email.split("@")
+        while _scalar(conn, "SELECT 1 FROM res_partner WHERE email = %s LIMIT 1", (email,)) is not None:
+            email = f"{local}{self.random.randint(2, 9999)}@{domain}"
+        return email
 
     def _cancel(self, conn: ErpConnection, sale_order_id: int) -> bool:
         order = conn.execute("SELECT state FROM sale_order WHERE id = %s FOR UPDATE", (sale_order_id,)).fetchone()
