@@ -337,6 +337,15 @@ def email_for(rng: random.Random, firstname: str, lastname: str) -> str:
     return f"{ascii_slug(firstname)}.{ascii_slug(lastname)}@{rng.choice(EMAIL_DOMAINS)}"
 
 
+def unused_email(rng: random.Random, firstname: str, lastname: str, taken: Callable[[str], bool]) -> str:
+    """`email_for` the name, with a number after the name until `taken` does not know the address."""
+    email = email_for(rng, firstname, lastname)
+    local, domain = email.split("@")
+    while taken(email):
+        email = f"{local}{rng.randint(2, 9999)}@{domain}"
+    return email
+
+
 @dataclass(frozen=True)
 class PostalAddress:
     street: str

@@ -24,6 +24,7 @@ from replicator.simulate.base import (
     email_for,
     person_name,
     postal_address,
+    unused_email,
 )
 
 ErpConnection = psycopg.Connection[Any]
@@ -552,11 +553,8 @@ class ErpSimulator(Simulator[ErpConnection]):
         """An e-mail no partner has: a clerk who finds the customer's e-mail on a contact uses that contact (as
         `_native_customer` does) rather than create a second one, which a shop customer signing up with that
         e-mail could not be linked to (match_on refuses to guess between two)."""
-        email = email_for(self.random, firstname, lastname)
-        local, domain = email.split("@")
-        while _scalar(conn, "SELECT 1 FROM res_partner WHERE email = %s LIMIT 1", (email,)) is not None:
-            email = f"{local}{self.random.randint(2, 9999)}@{domain}"
-        return email
+        return unused_email(self.random, firstname, lastname, lambda email: _scalar(
+            conn, "SELECT 1 FROM res_partner WHERE email = %s LIMIT 1", (email,)) is not None)
 
     def _cancel(self, conn: ErpConnection, sale_order_id: int) -> bool:
         order = conn.execute("SELECT state FROM sale_order WHERE id = %s FOR UPDATE", (sale_order_id,)).fetchone()

@@ -25,9 +25,9 @@ from replicator.simulate.base import (
     Simulator,
     StepAction,
     company_name,
-    email_for,
     person_name,
     postal_address,
+    unused_email,
 )
 
 # A string: PyMySQL's Connection is generic in its type stubs only.
@@ -379,12 +379,9 @@ class ShopSimulator(Simulator[ShopConnection]):
         return {"company": None if current["company"] else company_name(rng)}
 
     def _unique_email(self, conn: ShopConnection, firstname: str, lastname: str) -> str:
-        email = email_for(self.random, firstname, lastname)
-        local, domain = email.split("@")
         # Customer::customerExists: the shop refuses a second account with the same e-mail.
-        while _scalar(conn, "SELECT 1 FROM ps_customer WHERE email = %s LIMIT 1", (email,)) is not None:
-            email = f"{local}{self.random.randint(2, 9999)}@{domain}"
-        return email
+        return unused_email(self.random, firstname, lastname, lambda email: _scalar(
+            conn, "SELECT 1 FROM ps_customer WHERE email = %s LIMIT 1", (email,)) is not None)
 
     def _bcrypt_like(self) -> str:
         """What password_hash(PASSWORD_BCRYPT) stores: $2y$10$ + 53 characters of salt and hash."""
