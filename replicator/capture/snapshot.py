@@ -285,23 +285,22 @@ class Resnapshot:
     @classmethod
     def start(cls, request: str, tables: list[TableId], previous: ReplayWindow | None) -> Resnapshot:
         ranges: dict[str, list[_Range]] = {}
+        read_here: dict[tuple[str, Point], set[str]] = {}
         window_tables = frozenset(tables)
         if previous is not None and not previous.closed:
-            # Keep dropping what the open window drops for other tables: their rows not recorded in
-            # ranges were read at its progress' point.
+            # Keep dropping what the open window drops for other tables (their rows not recorded in
+            # ranges were read at its progress' point), with what its reads are known to have returned.
             old = previous.progress
-            ranges_read_here = old.read_here
+            read_here.update(old.read_here)
             for table in previous.tables:
                 entries = list(old.ranges.get(str(table), []))
                 if old.point is not None and (not entries or entries[-1][0] is not None):
                     entries.append((None, old.point))
                 ranges[str(table)] = entries
             window_tables |= previous.tables
-        else:
-            ranges_read_here = {}
         for table in tables:
             ranges[str(table)] = []
-        return cls(request, tables, SnapshotProgress(ranges, None, dict(ranges_read_here)), window_tables)
+        return cls(request, tables, SnapshotProgress(ranges, None, read_here), window_tables)
 
     def read(self, items: Generator[StreamItem, None, None], point: Point) -> Iterator[StreamItem]:
         """The items of the next chunk of the current table, from `_snapshot_table`'s `items` read as of
