@@ -229,6 +229,11 @@ class TargetConfig(StrictModel):
     )
     batch_max_events: int = Field(default=5000, ge=1)
     batch_max_ms: int = Field(default=20, ge=0)
+    reference_wait_s: float = Field(
+        default=60.0, ge=0,
+        description="How long a change that refers to a row the target does not hold yet may wait for it while "
+        "that row may still come (a snapshot being applied) before it is dead-lettered",
+    )
 
     @field_validator("name")
     @classmethod

@@ -97,7 +97,9 @@ class UnitOutcome:
     op_decisions: list[tuple[TargetOp, list[Decision] | None]] = field(default_factory=list)
     dead_letter: str | None = None  # the error, when the unit was dead-lettered
     held_behind: int | None = None
-    deferred: bool = False  # a snapshot read whose referenced row has not arrived yet: try again later
+    # A unit whose referenced row has not arrived yet (a snapshot read, or a streamed transaction while a snapshot
+    # is applied), or a streamed transaction of a source whose stream waits behind such a one: try again later.
+    deferred: bool = False
 
     @property
     def decisions(self) -> list[tuple[TargetOp, Decision]]:
@@ -260,7 +262,9 @@ class Applier:
         batch was written), else None; the ops are used once, by the optimistic pass. `before_commit`: called
         with the outcomes once everything is written, before the commit (the audit records, which must be
         durable before the decisions are); if it raises, the batch is rolled back. `own_edits`: the target's own
-        edits read since the previous batch, whose versions are recorded first (`record_own_edits`)."""
+        edits read since the previous batch, whose versions are recorded first (`record_own_edits`). `may_defer`:
+        whether a unit that refers to a row the target does not hold yet may wait for it (its outcome `deferred`)
+        rather than be dead-lettered; a deferred streamed transaction defers its source's later ones, untried."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
@@ -301,12 +305,18 @@ class Applier:
             self.record_own_edits(own_edits, store)
             store.flush()
         outcomes: list[UnitOutcome] = []
+        # Sources whose stream waits behind a deferred transaction: their later transactions wait too, untried, so
+        # that a source's transactions are applied in commit order and its applied position never passes one.
+        waiting_streams: set[str] = set()
         # Optimistic pass: map every unit first, then look up and read all their target rows in bulk (a
         # few queries per batch instead of per source transaction); the units then run from memory.
         prepared: list[tuple[UnitOutcome, list[TargetOp]]] = []
         for index, (unit, source) in enumerate(zip(units, sources, strict=True)):
             outcome = UnitOutcome(unit)
             outcomes.append(outcome)
+            if waiting_streams and unit.transaction_id is not None and source in waiting_streams:
+                outcome.deferred = True
+                continue
             keys = unit_keys(unit) if self.held_keys or isolate else []
             if unit.error is not None:
                 # Every dead-letter error starts with its class, as the DLQ topic's error_class reports it.
@@ -342,6 +352,8 @@ class Applier:
                 outcome.op_decisions.clear()
                 if isinstance(exc, MissingReferenceError) and may_defer(unit):
                     outcome.deferred = True
+                    if unit.transaction_id is not None:
+                        waiting_streams.add(source)
                     continue
                 outcome.dead_letter = f"{type(exc).__name__}: {exc}"
                 letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)

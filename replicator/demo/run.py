@@ -478,9 +478,9 @@ def snapshot_applied(shop: pymysql.connections.Connection[Any], erp: psycopg.Con
     shop customer (not a guest, not deleted) and every address of one has its ERP partner, every shop country
     and currency the ERP knows is linked, and the shop mirrors as many ERP quants as the ERP has.
 
-    Until then a shop change may refer to a row whose snapshot read the ERP's applier has not applied yet (the
-    tables' topics are consumed side by side): it is dead-lettered (see docs/operations.md), so the demo
-    and the tests start their simulators only after this."""
+    The demo and the tests start their simulators only after this, so that what they measure (the time to
+    converge, the figures of a run) is the simulated traffic's: a shop change that refers to a row whose
+    snapshot read the ERP's applier has not applied yet would wait for it (see docs/operations.md)."""
     with shop.cursor() as cursor:
         cursor.execute("SELECT id_customer FROM ps_customer WHERE is_guest = 0 AND deleted = 0")
         wanted = {f"PS-C{row[0]}" for row in cursor.fetchall()}

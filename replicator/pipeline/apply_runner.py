@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ OWN_RETRY_S = 0.1  # how soon a batch that waits for own edits is tried again (w
 AUDIT_CONFIRM_TIMEOUT_S = 30.0
 GC_THRESHOLDS = (1_000_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
 SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while the runner applies (see run)
+# A snapshot counts as being applied while batches held snapshot reads within this many seconds: a streamed
+# transaction that refers to a row the target does not hold may then wait for it (target's reference_wait_s).
+SNAPSHOT_ACTIVE_S = 10.0
 
 
 @dataclass
@@ -115,9 +119,16 @@ class ApplyRunner:
         self.on_batch = on_batch
         self._stopping = threading.Event()
         self.ready = threading.Event()
+        # Units to try again first in the next batch: snapshot reads waiting for a row they refer to, and per source at
+        # most one streamed transaction doing so (its stream's head); and per source, its streamed transactions
+        # waiting behind that head, in commit order (released into batches once the head is applied).
         self._deferred: list[tuple[str, Unit]] = []
+        self._waiting: dict[str, deque[Unit]] = {}
+        self._reads_at = float("-inf")  # when a batch last held a snapshot read
         self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
-        self._deferred_since: dict[int, float] = {}
+        # Per deferred unit (by id): when it was first deferred, and how many consumes had come back empty by then.
+        self._deferred_since: dict[int, tuple[float, int]] = {}
+        self._drained = 0  # consumes that came back empty: every message of the topics read (by the loop's thread)
         # The assemblers are fed by the loop's thread and told what was applied by the writer's (_loop).
         self._assembly = threading.Lock()
         self._route: dict[str, SourceTopics] = {}
@@ -303,6 +314,8 @@ class ApplyRunner:
                     if not pending:
                         self.applier.process_retries()
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
+                if not messages:
+                    self._drained += 1
                 with self._assembly:
                     if not pending and not self._own_pending:
                         first_ready = time.monotonic()
@@ -317,10 +330,10 @@ class ApplyRunner:
                             and now - first_ready < OWN_CATCH_UP_MAX_S):
                         continue  # local edits published before these units are still to be read: read them first
                     pending = hand_over(pending)
-                elif self._deferred and now - last_deferred_try >= 0.5 and not pending:
+                elif self._retry_due() and now - last_deferred_try >= 0.5 and not pending:
                     last_deferred_try = now
                     pending = written()
-                    if self._deferred and not pending:
+                    if self._retry_due() and not pending:
                         # Waiting for own edits, the deferred units stay deferred (`_apply`), tried again in 0.5 s.
                         with contextlib.suppress(AwaitingOwnEdits):
                             self._finish(*self._apply([]))
@@ -410,9 +423,60 @@ class ApplyRunner:
         if missing:
             raise SkippableRecordError(f"{topic}@{offset}: not a change event (no {', '.join(missing)})")
 
-    # How long a snapshot read may wait for the row it refers to (tables of a snapshot arrive in no set
-    # order) before it is dead-lettered like any other record that refers to a missing row.
-    DEFER_LIMIT_S = 60.0
+    def _retry_due(self) -> bool:
+        """Units wait to be tried again: deferred ones, or streamed transactions released from behind a head."""
+        return bool(self._deferred) or any(self._waiting.values())
+
+    def _batch_units(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None,
+                     now: float) -> tuple[list[tuple[str, Unit]], list[MappedUnit | None]]:
+        """The next batch's units with what is known of their ops, in order: the deferred snapshot reads; the
+        streamed transactions that waited behind a head no longer deferred (up to a batch's worth per source);
+        `pending`, except the streamed transactions of a source whose stream still waits, which join its queue;
+        last, the heads, after the reads that may bring the rows they wait for. A source's transactions thus reach
+        the applier in commit order, and none after one that is not applied yet."""
+        heads = [(name, unit) for name, unit in self._deferred if unit.transaction_id is not None]
+        units = [(name, unit) for name, unit in self._deferred if unit.transaction_id is None]
+        self._deferred = []
+        waiting_on = {name for name, _ in heads}
+        for name, queue in self._waiting.items():
+            if name not in waiting_on:
+                units.extend((name, queue.popleft()) for _ in range(min(len(queue), self.target.batch_max_events)))
+        ops: list[MappedUnit | None] = [None] * len(units)
+        for index, (name, unit) in enumerate(pending):
+            if unit.transaction_id is not None and (name in waiting_on or self._waiting.get(name)):
+                self._waiting.setdefault(name, deque()).append(unit)
+                continue
+            units.append((name, unit))
+            ops.append(None if mapped is None else mapped[index])
+        units.extend(heads)
+        ops.extend([None] * len(heads))
+        if any(unit.transaction_id is None and unit.error is None for _, unit in units):
+            self._reads_at = now
+        return units, ops
+
+    def _defer(self, names: list[str], outcomes: list[UnitOutcome]) -> None:
+        """After a batch: its deferred units are tried again first in the next one; per source, the first deferred
+        streamed transaction is its stream's head and the later ones go back to the front of its queue."""
+        heads: set[str] = set()
+        behind: dict[str, list[Unit]] = {}
+        for name, outcome in zip(names, outcomes, strict=True):
+            unit = outcome.unit
+            if not outcome.deferred:
+                if self._deferred_since.pop(id(unit), None) is not None and unit.transaction_id is not None:
+                    log.info("a streamed transaction that waited for a row is "
+                             + ("dead-lettered" if outcome.dead_letter is not None else "applied")
+                             + f" ({unit.transaction_id}): its source's stream goes on",
+                             extra={"target": self.target.name, "source": name, "transaction": unit.transaction_id})
+            elif unit.transaction_id is None or name not in heads:
+                self._deferred.append((name, unit))
+                if unit.transaction_id is not None:
+                    heads.add(name)
+            else:
+                behind.setdefault(name, []).append(unit)
+        for name, units in behind.items():
+            self._waiting.setdefault(name, deque()).extendleft(reversed(units))
+        for name in [name for name, queue in self._waiting.items() if not queue]:
+            del self._waiting[name]
 
     def _apply(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None = None,
                own: list[tuple[str, int, int, bytes | None]] | None = None,
@@ -421,19 +485,33 @@ class ApplyRunner:
         `mapped`: the units' ops if already mapped (`Applier.map_unit`). `own`: own change messages read since
         the previous batch, recorded first, and `own_offsets` the own topics' offsets after them."""
         own_edits = self._own_edits(own) if own else []
-        if mapped is not None:
-            mapped = [*[None] * len(self._deferred), *mapped]
-        deferred = self._deferred
-        pending = [*deferred, *pending]
-        self._deferred = []
+        now = time.monotonic()
+        deferred, waiting = list(self._deferred), {name: deque(queue) for name, queue in self._waiting.items()}
+        pending, ops = self._batch_units(pending, mapped, now)
         by_name = {s.source_name: s for s in self.sources}
         units = [u for _, u in pending]
         names = [s for s, _ in pending]
-        now = time.monotonic()
+        snapshot_active = now - self._reads_at < SNAPSHOT_ACTIVE_S
+        drained = self._drained
+        limit_s = self.target.reference_wait_s
 
         def may_defer(unit: Unit) -> bool:
-            return unit.transaction_id is None and now - self._deferred_since.setdefault(id(unit), now) < \
-                self.DEFER_LIMIT_S
+            """Whether a unit that refers to a row the target does not hold may wait for it. A snapshot read may, up to
+            the limit: the tables of a snapshot arrive in no set order, and capture may still be reading the row's.
+            A streamed transaction may while the row can still come: snapshot reads are being applied, or the
+            topics hold messages not read yet (capture publishes a source's initial snapshot before any of its
+            streamed changes, so once every message was read, that snapshot is all in); else it is dead-lettered."""
+            first = self._deferred_since.get(id(unit))
+            if first is None:
+                first = self._deferred_since[id(unit)] = (now, drained)
+                if unit.transaction_id is not None:
+                    log.info(f"a streamed transaction ({unit.transaction_id}) refers to a row not applied yet: it and "
+                             "its source's later transactions wait while the row may still come", extra={
+                                 "target": self.target.name, "transaction": unit.transaction_id, "limit_s": limit_s})
+            since, drained_then = first
+            if unit.transaction_id is not None and not snapshot_active and drained - drained_then >= 2:
+                return False  # every message was read since it was deferred, and no snapshot is being applied
+            return now - since < limit_s
 
         def progress_for(outcomes: list[UnitOutcome]) -> Progress:
             applied = [(name, o.unit) for name, o in zip(names, outcomes, strict=True) if not o.deferred]
@@ -449,19 +527,17 @@ class ApplyRunner:
             return progress
 
         try:
-            result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=mapped,
+            result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=ops,
                                               before_commit=lambda outcomes: self._publish(outcomes, names),
                                               own_edits=own_edits)
-        except AwaitingOwnEdits as exc:
-            log.info("batch rolled back to wait for own changes", extra={"target": self.target.name,
-                                                                          "reason": str(exc)})
-            self._deferred = deferred  # rolled back: they are deferred as they were
+        except BaseException as exc:
+            # Rolled back: the deferred and waiting units are as they were (`pending` goes back to the caller).
+            self._deferred, self._waiting = deferred, waiting
+            if isinstance(exc, AwaitingOwnEdits):
+                log.info("batch rolled back to wait for own changes", extra={"target": self.target.name,
+                                                                              "reason": str(exc)})
             raise
-        for name, outcome in zip(names, result.outcomes, strict=True):
-            if outcome.deferred:
-                self._deferred.append((name, outcome.unit))
-            else:
-                self._deferred_since.pop(id(outcome.unit), None)
+        self._defer(names, result.outcomes)
         return result, names
 
     def _own_edits(self, messages: list[tuple[str, int, int, bytes | None]]) -> list[OwnEdit]:

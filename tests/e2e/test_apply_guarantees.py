@@ -20,9 +20,13 @@ from confluent_kafka import Producer
 
 from replicator.config import load_config
 from replicator.devstack import ConnectionSettings
-from replicator.pipeline.capture_runner import build_capture
+from replicator.envelope import debezium
+from replicator.events import Connector, MariaDbPosition, Op, RowChange, SourceTransaction, TableId
+from replicator.pipeline.apply_runner import build_apply
+from replicator.pipeline.capture_runner import build_capture, capture_topics
 from replicator.transport.audit import field_decisions
-from replicator.transport.topics import transaction_topic
+from replicator.transport.kafka import ensure_topics
+from replicator.transport.topics import table_topic, transaction_topic
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_until
@@ -280,3 +284,171 @@ def test_kill_9_of_the_applier_never_applies_a_delta_twice(
         capture.stop()
         capture_thread.join(60)
         drop_origins(sides)
+
+
+# --- streamed changes that refer to rows a snapshot still brings ------------------------------------------------
+
+
+@pytest.fixture
+def waiting_orders(devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase,
+                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topic_prefix: str) -> Iterator[Sides]:
+    """The order rules, an ERP applier that lets a change wait 15 s for the row it refers to, and the shop's
+    topics created; the shop's events are written to them by the test itself (no capture runs), so that it
+    decides which arrives first."""
+    sides = make_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                       topic_prefix.split("_")[-1], shop_ddl=ORDER_SHOP, erp_ddl=ORDER_ERP, rules=ORDER_RULES,
+                       shop_tables=["ps_orders", "ps_order_detail"], erp_tables=[],
+                       target_options={"reference_wait_s": 15})
+    tables = [TableId(sides.shop.name, "ps_orders"), TableId(sides.shop.name, "ps_order_detail")]
+    ensure_topics(devstack.kafka_bootstrap,
+                  capture_topics(sides.shop_source, tables, load_config(sides.config).kafka.topics))
+    yield sides
+    drop_origins(sides)
+
+
+class ShopEvents:
+    """Debezium events of the order tables, as the shop's capture publishes them, written to Kafka."""
+
+    def __init__(self, sides: Sides, bootstrap: str) -> None:
+        self.db = sides.shop.name
+        self.info = debezium.SourceInfo(sides.shop_source, Connector.MARIADB, self.db)
+        self.producer = Producer({"bootstrap.servers": bootstrap})
+
+    def _send(self, messages: list[debezium.Message]) -> None:
+        for message in messages:
+            self.producer.produce(message.topic, key=debezium.dumps(message.key), value=debezium.dumps(message.value))
+        assert self.producer.flush(30) == 0
+
+    def order_read(self, order: int) -> None:
+        """A snapshot read of order `order` (reference SNAP<order>)."""
+        table = TableId(self.db, "ps_orders")
+        now_ms = int(time.time() * 1000)
+        position = MariaDbPosition("0-1-1", "binlog.000001", 4, 1)
+        change = RowChange(table, Op.READ, {"id_order": order}, None,
+                           {"id_order": order, "reference": f"SNAP{order:05d}"}, position)
+        tx = SourceTransaction("snapshot", now_ms, position, [change], snapshot=True)
+        value = debezium.change_value(change, tx, self.info, data_collection_order=1, total_order=1, ts_ms=now_ms)
+        self._send([debezium.Message(table_topic(self.info.name, self.db, "ps_orders"), change.key, value)])
+
+    def line_inserted(self, sequence: int, line: int, order: int) -> str:
+        """A streamed transaction (GTID 0-1-<sequence>) inserting order line `line` of order `order`."""
+        gtid = f"0-1-{sequence}"
+        position = MariaDbPosition(gtid, "binlog.000001", 1000 + sequence, 1)
+        row = {"id_order_detail": line, "id_order": order, "product_name": f"line {line}", "product_quantity": 1}
+        change = RowChange(TableId(self.db, "ps_order_detail"), Op.CREATE, {"id_order_detail": line}, None, row,
+                           position)
+        tx = SourceTransaction(gtid, int(time.time() * 1000), position, [change])
+        self._send(debezium.transaction_messages(tx, self.info, ts_ms=tx.commit_ts_ms))
+        return gtid
+
+
+def _lines(sides: Sides) -> list[tuple[Any, ...]]:
+    """The ERP's order lines in the order they were written (serial ids), with their order's origin."""
+    return sides.erp_sql("SELECT l.name, o.origin FROM sale_order_line l JOIN sale_order o ON o.id = l.order_id "
+                         "ORDER BY l.id")
+
+
+def test_a_streamed_change_waits_for_the_snapshot_row_it_refers_to_and_its_sources_later_changes_wait_behind_it(
+    waiting_orders: Sides, devstack: ConnectionSettings, tmp_path: Path
+) -> None:
+    sides = waiting_orders
+    events = ShopEvents(sides, devstack.kafka_bootstrap)
+    log = tmp_path / "apply.log"
+
+    def start_applier() -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "replicator.cli", "apply", "--config", str(sides.config),
+                                     "--target", sides.erp_target], stdout=out, stderr=subprocess.STDOUT)
+
+    def state() -> str:
+        return f"lines {_lines(sides)}\ndead letters {sides.dead_letters('erp')}\nlog: {log.read_text()[-3000:]}"
+
+    # A snapshot of the orders being applied: a read every 0.3 s (orders 100, 101, ...) for as long as the test
+    # needs it.
+    reading = threading.Event()
+    reading.set()
+    stop = threading.Event()
+
+    def snapshot_reads() -> None:
+        order = 100
+        while not stop.wait(0.3):
+            if reading.is_set():
+                events.order_read(order)
+                order += 1
+
+    applier = start_applier()
+    reader = threading.Thread(target=snapshot_reads)
+    reader.start()
+    try:
+        events.order_read(1)
+        wait_until(lambda: sides.erp_sql("SELECT count(*) FROM sale_order WHERE origin = 'PS#1'")[0][0] == 1,
+                   "order 1's read applied", describe=state)
+        # A line of order 2, whose read has not come yet, then a line of order 1: the second waits behind the first.
+        first = events.line_inserted(100, line=10, order=2)
+        events.line_inserted(101, line=11, order=1)
+        wait_until(lambda: f"({first}) refers to a row not applied yet" in log.read_text(), "the line to wait",
+                   describe=state)
+        time.sleep(1.5)
+        assert _lines(sides) == [] and sides.dead_letters("erp") == [], state()
+
+        # Killed while they wait: the restarted applier reads them again and they wait again.
+        applier.send_signal(signal.SIGKILL)
+        applier.wait()
+        applier = start_applier()
+        wait_until(lambda: log.read_text().count(f"({first}) refers to a row not applied yet") == 2,
+                   "the line to wait again after the restart", describe=state)
+        orders_before = sides.erp_sql("SELECT count(*) FROM sale_order")[0][0]
+        time.sleep(1.5)
+        assert _lines(sides) == [] and sides.dead_letters("erp") == [], state()
+        assert sides.erp_sql("SELECT count(*) FROM sale_order")[0][0] > orders_before, "reads went on meanwhile"
+
+        # Order 2's read arrives: the line waiting for it is applied, then the one behind it, in commit order.
+        events.order_read(2)
+        wait_until(lambda: len(_lines(sides)) == 2, "both lines", describe=state)
+        assert _lines(sides) == [("line 10", "PS#2"), ("line 11", "PS#1")]
+
+        # A line of an order no read brings waits at most reference_wait_s (15 s), then is dead-lettered, and the
+        # line behind it goes on.
+        missing = events.line_inserted(102, line=12, order=77)
+        events.line_inserted(103, line=13, order=1)
+        wait_until(lambda: f"({missing}) refers to a row not applied yet" in log.read_text(), "the line to wait",
+                   describe=state)
+        assert len(_lines(sides)) == 2
+        wait_until(lambda: len(_lines(sides)) == 3, "the line behind the one dead-lettered", timeout=60,
+                   describe=state)
+        assert _lines(sides)[-1] == ("line 13", "PS#1")
+        ((_, status, error),) = sides.dead_letters("erp")
+        assert status == "dead" and error.startswith("MissingReferenceError") and "order" in error, error
+        assert f"({missing}): its source's stream goes on" in log.read_text()
+    finally:
+        stop.set()
+        reader.join()
+        applier.send_signal(signal.SIGTERM)
+        applier.wait(60)
+
+
+def test_with_no_snapshot_being_applied_a_change_that_refers_to_a_missing_row_is_dead_lettered_at_once(
+    waiting_orders: Sides, devstack: ConnectionSettings, tmp_path: Path
+) -> None:
+    """Every message read and no snapshot read applied: the row is not coming, so the change does not hold its
+    source's stream for reference_wait_s (15 s) but is dead-lettered within about a second."""
+    sides = waiting_orders
+    events = ShopEvents(sides, devstack.kafka_bootstrap)
+    config = load_config(sides.config)
+    runner = build_apply(config, sides.erp_target)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        assert runner.ready.wait(60)
+        missing = events.line_inserted(200, line=20, order=88)
+        started = time.monotonic()
+        wait_until(lambda: len(sides.dead_letters("erp")) == 1, "the dead letter", timeout=30,
+                   describe=lambda: str(sides.dead_letters("erp")))
+        waited = time.monotonic() - started
+        ((_, status, error),) = sides.dead_letters("erp")
+        assert status == "dead" and error.startswith("MissingReferenceError"), error
+        # Not held for the 15 s a change may wait while a snapshot is applied.
+        assert waited < config.target(sides.erp_target).reference_wait_s, (missing, waited)
+    finally:
+        runner.stop()
+        thread.join(60)
