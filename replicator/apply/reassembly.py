@@ -205,6 +205,10 @@ class TransactionAssembler:
         for event in unit.events:
             self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
 
+    def read_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition that delivered anything, the offset after the last record read."""
+        return dict(self._next)
+
     def resume_offsets(self) -> dict[TopicPartition, int]:
         """Per partition, the offset a restart must read from: the oldest unapplied record, else the next."""
         offsets: dict[TopicPartition, int] = {}

@@ -126,9 +126,11 @@ class ApplyRunner:
         self._waiting: dict[str, deque[Unit]] = {}
         self._reads_at = float("-inf")  # when a batch last held a snapshot read
         self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
-        # Per deferred unit (by id): when it was first deferred, and how many consumes had come back empty by then.
-        self._deferred_since: dict[int, tuple[float, int]] = {}
-        self._drained = 0  # consumes that came back empty: every message of the topics read (by the loop's thread)
+        # Per deferred unit (by id): when it was first deferred, and the sources' partitions' ends then (None: not
+        # known yet). A streamed transaction's row may still come until every record before those ends is read.
+        self._deferred_since: dict[int, tuple[float, dict[tuple[str, int], int | None]]] = {}
+        self._kafka: Consumer | None = None  # the consumer, once assigned
+        self._start_offsets: dict[tuple[str, int], int] = {}  # the sources' partitions, from where they are read
         # The assemblers are fed by the loop's thread and told what was applied by the writer's (_loop).
         self._assembly = threading.Lock()
         self._route: dict[str, SourceTopics] = {}
@@ -223,7 +225,10 @@ class ApplyRunner:
                 assignment.append(TopicPartition(topic, partition, offset))
                 if topic in self._own_tables:
                     self._own_next[(topic, partition)] = offset
+                else:
+                    self._start_offsets[(topic, partition)] = offset
         consumer.assign(assignment)
+        self._kafka = consumer
         for topic, partition in self._own_next:
             # The own topics may have been created by the capture a moment ago, in the same `replicator run`.
             _, end = watermarks(consumer, TopicPartition(topic, partition), timeout=30)
@@ -299,7 +304,7 @@ class ApplyRunner:
             own, self._own_pending = self._own_pending, []
             own_offsets = dict(self._own_next) if own else {}
             handed = (batch, own)
-            writing = writer.submit(self._apply, batch, mapped, own, own_offsets)
+            writing = writer.submit(self._apply, batch, mapped, own, own_offsets, self._read_offsets())
             if done is not None:
                 self._finish(*done)
             return []
@@ -314,8 +319,6 @@ class ApplyRunner:
                     if not pending:
                         self.applier.process_retries()
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
-                if not messages:
-                    self._drained += 1
                 with self._assembly:
                     if not pending and not self._own_pending:
                         first_ready = time.monotonic()
@@ -336,7 +339,7 @@ class ApplyRunner:
                     if self._retry_due() and not pending:
                         # Waiting for own edits, the deferred units stay deferred (`_apply`), tried again in 0.5 s.
                         with contextlib.suppress(AwaitingOwnEdits):
-                            self._finish(*self._apply([]))
+                            self._finish(*self._apply([], read=self._read_offsets()))
             # Stopping: what is pending or waits for own edits is not committed; the next start reads it again.
             if pending:
                 hand_over(pending)
@@ -423,6 +426,29 @@ class ApplyRunner:
         if missing:
             raise SkippableRecordError(f"{topic}@{offset}: not a change event (no {', '.join(missing)})")
 
+    def _read_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition of the sources' topics, the offset after the last record read (in the loop's thread: every
+        snapshot read before it is in `pending` or applied)."""
+        with self._assembly:
+            read = dict(self._start_offsets)
+            for source in self.sources:
+                for tp, offset in source.assembler.read_offsets().items():
+                    read[tp] = max(offset, read.get(tp, 0))
+        return read
+
+    def _ends(self) -> dict[tuple[str, int], int | None]:
+        """Per partition of the sources' topics, its end as the consumer's last fetch saw it (None: not fetched yet).
+        No request to the broker: the consumer's cached watermarks."""
+        ends: dict[tuple[str, int], int | None] = {}
+        consumer = self._kafka
+        for topic, partition in self._start_offsets:
+            end = None
+            if consumer is not None:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                end = int(high) if high >= 0 else None
+            ends[(topic, partition)] = end
+        return ends
+
     def _retry_due(self) -> bool:
         """Units wait to be tried again: deferred ones, or streamed transactions released from behind a head."""
         return bool(self._deferred) or any(self._waiting.values())
@@ -480,7 +506,8 @@ class ApplyRunner:
 
     def _apply(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None = None,
                own: list[tuple[str, int, int, bytes | None]] | None = None,
-               own_offsets: dict[tuple[str, int], int] | None = None) -> tuple[BatchResult, list[str]]:
+               own_offsets: dict[tuple[str, int], int] | None = None,
+               read: dict[tuple[str, int], int] | None = None) -> tuple[BatchResult, list[str]]:
         """Apply one batch, after the units deferred by the previous one; `_finish` then publishes it.
         `mapped`: the units' ops if already mapped (`Applier.map_unit`). `own`: own change messages read since
         the previous batch, recorded first, and `own_offsets` the own topics' offsets after them."""
@@ -492,25 +519,43 @@ class ApplyRunner:
         units = [u for _, u in pending]
         names = [s for s, _ in pending]
         snapshot_active = now - self._reads_at < SNAPSHOT_ACTIVE_S
-        drained = self._drained
         limit_s = self.target.reference_wait_s
+        ends_now: dict[tuple[str, int], int | None] | None = None
+
+        def read_past(ends: dict[tuple[str, int], int | None]) -> bool:
+            """Whether every record before `ends` was read by the time this batch was handed over (then every snapshot
+            read among them is applied, or in this batch ahead of the streamed transactions that wait)."""
+            if read is None:
+                return False
+            for tp, end in ends.items():
+                if end is None:
+                    end = ends[tp] = self._ends().get(tp)
+                    if end is None:
+                        return False
+                if read.get(tp, 0) < end:
+                    return False
+            return True
 
         def may_defer(unit: Unit) -> bool:
             """Whether a unit that refers to a row the target does not hold may wait for it. A snapshot read may, up to
             the limit: the tables of a snapshot arrive in no set order, and capture may still be reading the row's.
-            A streamed transaction may while the row can still come: snapshot reads are being applied, or the
-            topics hold messages not read yet (capture publishes a source's initial snapshot before any of its
-            streamed changes, so once every message was read, that snapshot is all in); else it is dead-lettered."""
+            A streamed transaction may while the row can still come: snapshot reads are being applied, or records
+            the topics held when it was first deferred are not read yet (capture publishes a source's initial
+            snapshot before any of its streamed changes, so once those are read, that snapshot is all in); else it
+            is dead-lettered."""
+            nonlocal ends_now
             first = self._deferred_since.get(id(unit))
             if first is None:
-                first = self._deferred_since[id(unit)] = (now, drained)
+                if ends_now is None:
+                    ends_now = self._ends()
+                first = self._deferred_since[id(unit)] = (now, dict(ends_now))
                 if unit.transaction_id is not None:
                     log.info(f"a streamed transaction ({unit.transaction_id}) refers to a row not applied yet: it and "
                              "its source's later transactions wait while the row may still come", extra={
                                  "target": self.target.name, "transaction": unit.transaction_id, "limit_s": limit_s})
-            since, drained_then = first
-            if unit.transaction_id is not None and not snapshot_active and drained - drained_then >= 2:
-                return False  # every message was read since it was deferred, and no snapshot is being applied
+            since, ends = first
+            if unit.transaction_id is not None and not snapshot_active and read_past(ends):
+                return False  # every record there was when it was first deferred is read: its row is not coming
             return now - since < limit_s
 
         def progress_for(outcomes: list[UnitOutcome]) -> Progress:

@@ -330,16 +330,23 @@ class ShopEvents:
         value = debezium.change_value(change, tx, self.info, data_collection_order=1, total_order=1, ts_ms=now_ms)
         self._send([debezium.Message(table_topic(self.info.name, self.db, "ps_orders"), change.key, value)])
 
-    def line_inserted(self, sequence: int, line: int, order: int) -> str:
-        """A streamed transaction (GTID 0-1-<sequence>) inserting order line `line` of order `order`."""
+    def _inserted(self, sequence: int, table: str, key: str, row: dict[str, Any]) -> str:
+        """A streamed transaction (GTID 0-1-<sequence>) inserting `row` into `table`; returns its GTID."""
         gtid = f"0-1-{sequence}"
         position = MariaDbPosition(gtid, "binlog.000001", 1000 + sequence, 1)
-        row = {"id_order_detail": line, "id_order": order, "product_name": f"line {line}", "product_quantity": 1}
-        change = RowChange(TableId(self.db, "ps_order_detail"), Op.CREATE, {"id_order_detail": line}, None, row,
-                           position)
+        change = RowChange(TableId(self.db, table), Op.CREATE, {key: row[key]}, None, row, position)
         tx = SourceTransaction(gtid, int(time.time() * 1000), position, [change])
         self._send(debezium.transaction_messages(tx, self.info, ts_ms=tx.commit_ts_ms))
         return gtid
+
+    def line_inserted(self, sequence: int, line: int, order: int) -> str:
+        """Order line `line` of order `order` inserted."""
+        return self._inserted(sequence, "ps_order_detail", "id_order_detail", {
+            "id_order_detail": line, "id_order": order, "product_name": f"line {line}", "product_quantity": 1})
+
+    def order_inserted(self, sequence: int, order: int) -> str:
+        """Order `order` placed (reference ORD<order>)."""
+        return self._inserted(sequence, "ps_orders", "id_order", {"id_order": order, "reference": f"ORD{order:05d}"})
 
 
 def _lines(sides: Sides) -> list[tuple[Any, ...]]:
@@ -428,27 +435,57 @@ def test_a_streamed_change_waits_for_the_snapshot_row_it_refers_to_and_its_sourc
 
 
 def test_with_no_snapshot_being_applied_a_change_that_refers_to_a_missing_row_is_dead_lettered_at_once(
-    waiting_orders: Sides, devstack: ConnectionSettings, tmp_path: Path
+    waiting_orders: Sides, devstack: ConnectionSettings
 ) -> None:
-    """Every message read and no snapshot read applied: the row is not coming, so the change does not hold its
-    source's stream for reference_wait_s (15 s) but is dead-lettered within about a second."""
+    """No snapshot read applied, and the source's other transactions keep coming (an order every 20 ms): once the
+    messages the topics held when the change was deferred are read, its row is not coming, so it is dead-lettered
+    rather than holding its source's stream for reference_wait_s (15 s), and the orders behind it go on."""
     sides = waiting_orders
     events = ShopEvents(sides, devstack.kafka_bootstrap)
     config = load_config(sides.config)
     runner = build_apply(config, sides.erp_target)
     thread = threading.Thread(target=runner.run)
     thread.start()
+    stop = threading.Event()
+    send_line = threading.Event()
+    line_sent = threading.Event()
+    placed = 0
+
+    def shop_transactions() -> None:
+        """One writer, so that the GTIDs are in commit order on the topics: orders, and the line when asked."""
+        nonlocal placed
+        sequence = 400
+        while not stop.wait(0.02):
+            sequence += 1
+            if send_line.is_set() and not line_sent.is_set():
+                events.line_inserted(sequence, line=20, order=88)
+                line_sent.set()
+                continue
+            placed += 1
+            events.order_inserted(sequence, order=1000 + placed)
+
+    traffic = threading.Thread(target=shop_transactions)
     try:
         assert runner.ready.wait(60)
-        missing = events.line_inserted(200, line=20, order=88)
+        traffic.start()
+        wait_until(lambda: sides.erp_sql("SELECT count(*) FROM sale_order")[0][0] >= 10, "the first orders")
+        send_line.set()
+        assert line_sent.wait(30)
         started = time.monotonic()
         wait_until(lambda: len(sides.dead_letters("erp")) == 1, "the dead letter", timeout=30,
                    describe=lambda: str(sides.dead_letters("erp")))
         waited = time.monotonic() - started
         ((_, status, error),) = sides.dead_letters("erp")
-        assert status == "dead" and error.startswith("MissingReferenceError"), error
-        # Not held for the 15 s a change may wait while a snapshot is applied.
-        assert waited < config.target(sides.erp_target).reference_wait_s, (missing, waited)
+        assert status == "dead" and error.startswith("MissingReferenceError") and "order 88" in error, error
+        # Not held for the 15 s a change may wait while its row can still come.
+        assert waited < config.target(sides.erp_target).reference_wait_s, waited
+        stop.set()
+        traffic.join()
+        wait_until(lambda: sides.erp_sql("SELECT count(*) FROM sale_order")[0][0] == placed, "every order placed",
+                   describe=lambda: f"{sides.erp_sql('SELECT count(*) FROM sale_order')} of {placed}")
     finally:
+        stop.set()
+        if traffic.is_alive():
+            traffic.join()
         runner.stop()
         thread.join(60)
