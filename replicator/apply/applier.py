@@ -254,6 +254,7 @@ class Applier:
         mapped: Sequence[MappedUnit | None] | None = None,
         before_commit: Callable[[list[UnitOutcome]], None] | None = None,
         own_edits: Sequence[OwnEdit] = (),
+        isolated_from: int | None = None,
     ) -> BatchResult:
         """Apply `units` (each tagged with its source name in `sources`) and, in the same transaction, the
         progress that `progress_for` derives from what was applied (deferred units are not).
@@ -264,14 +265,17 @@ class Applier:
         durable before the decisions are); if it raises, the batch is rolled back. `own_edits`: the target's own
         edits read since the previous batch, whose versions are recorded first (`record_own_edits`). `may_defer`:
         whether a unit that refers to a row the target does not hold yet may wait for it (its outcome `deferred`)
-        rather than be dead-lettered; a deferred streamed transaction defers its source's later ones, untried."""
+        rather than be dead-lettered; a deferred streamed transaction defers its source's later ones, untried.
+        `isolated_from`: the index from which units are applied one by one (each in a savepoint) after the others
+        are applied together: units that waited for a row in an earlier batch, which may well wait again, without
+        making the whole batch fall back to being applied one by one."""
         started = time.monotonic()
         dialect = self.dialect
         dialect.begin()
         try:
             try:
                 outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer, mapped=mapped,
-                                           own_edits=own_edits)
+                                           own_edits=own_edits, isolated_from=isolated_from)
             except self._record_errors:
                 dialect.rollback()
                 dialect.begin()
@@ -296,7 +300,7 @@ class Applier:
     def _apply_all(self, units: Sequence[Unit], sources: Sequence[str], *, isolate: bool,
                    may_defer: Callable[[Unit], bool],
                    mapped: Sequence[MappedUnit | None] | None = None,
-                   own_edits: Sequence[OwnEdit] = ()) -> list[UnitOutcome]:
+                   own_edits: Sequence[OwnEdit] = (), isolated_from: int | None = None) -> list[UnitOutcome]:
         store = RowStore(self.dialect)
         self._created_identities.clear()
         self.reasserted = []
@@ -309,28 +313,31 @@ class Applier:
         # that a source's transactions are applied in commit order and its applied position never passes one.
         waiting_streams: set[str] = set()
         # Optimistic pass: map every unit first, then look up and read all their target rows in bulk (a
-        # few queries per batch instead of per source transaction); the units then run from memory.
+        # few queries per batch instead of per source transaction); the units then run from memory. Units from
+        # `isolated_from` on (units tried before that waited for a row) are applied one by one after the others.
         prepared: list[tuple[UnitOutcome, list[TargetOp]]] = []
-        for index, (unit, source) in enumerate(zip(units, sources, strict=True)):
+        bulk = len(units) if isolate or isolated_from is None else isolated_from
+
+        def apply_one(index: int, unit: Unit, source: str, one_by_one: bool) -> None:
             outcome = UnitOutcome(unit)
             outcomes.append(outcome)
             if waiting_streams and unit.transaction_id is not None and source in waiting_streams:
                 outcome.deferred = True
-                continue
-            keys = unit_keys(unit) if self.held_keys or isolate else []
+                return
+            keys = unit_keys(unit) if self.held_keys or one_by_one else []
             if unit.error is not None:
                 # Every dead-letter error starts with its class, as the DLQ topic's error_class reports it.
                 outcome.dead_letter = f"UnreadableMessage: {unit.error}"
                 self._dead_letter(unit, source, outcome.dead_letter, "dead", [])
-                continue
+                return
             holder = next((self.held_keys[k] for k in keys if k in self.held_keys), None) if keys else None
             if holder is not None:
                 outcome.held_behind = holder
                 letter = self._dead_letter(unit, source, f"HeldBehind: dead letter {holder}", "held", keys)
                 for key in keys:
                     self.held_keys.setdefault(key, letter)
-                continue
-            if not isolate:
+                return
+            if not one_by_one:
                 done = mapped[index] if mapped is not None else None
                 if done is None:
                     prepared.append((outcome, self._ops_of(unit)))
@@ -338,7 +345,7 @@ class Applier:
                     raise done  # as _ops_of would have raised here
                 else:
                     prepared.append((outcome, done))
-                continue
+                return
             savepoint = f"u{index}"
             self.dialect.savepoint(savepoint)
             try:
@@ -354,11 +361,14 @@ class Applier:
                     outcome.deferred = True
                     if unit.transaction_id is not None:
                         waiting_streams.add(source)
-                    continue
+                    return
                 outcome.dead_letter = f"{type(exc).__name__}: {exc}"
                 letter = self._dead_letter(unit, source, outcome.dead_letter, "dead", keys)
                 for key in keys:
                     self.held_keys.setdefault(key, letter)
+
+        for index in range(bulk):
+            apply_one(index, units[index], sources[index], isolate)
         if prepared:
             every_op = [op for _, ops in prepared for op in ops]
             self._resolve_lookups(every_op, strict=False)
@@ -378,6 +388,8 @@ class Applier:
                         continue
                 self._run_ops(ops, store, outcome)
         store.flush()
+        for index in range(bulk, len(units)):
+            apply_one(index, units[index], sources[index], True)
         return outcomes
 
     def record_own_edits(self, edits: Sequence[OwnEdit], store: RowStore) -> None:

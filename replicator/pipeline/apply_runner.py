@@ -454,15 +454,19 @@ class ApplyRunner:
         return bool(self._deferred) or any(self._waiting.values())
 
     def _batch_units(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None,
-                     now: float) -> tuple[list[tuple[str, Unit]], list[MappedUnit | None]]:
-        """The next batch's units with what is known of their ops, in order: the deferred snapshot reads; the
-        streamed transactions that waited behind a head no longer deferred (up to a batch's worth per source);
-        `pending`, except the streamed transactions of a source whose stream still waits, which join its queue;
-        last, the heads, after the reads that may bring the rows they wait for. A source's transactions thus reach
-        the applier in commit order, and none after one that is not applied yet."""
+                     now: float) -> tuple[list[tuple[str, Unit]], list[MappedUnit | None], int]:
+        """The next batch's units with what is known of their ops, in order, and how many of them, at the end, are
+        units tried before that waited for a row. In order: the streamed transactions that waited behind a head no
+        longer deferred (up to a batch's worth per source); `pending`, except the streamed transactions of a source
+        whose stream still waits, which join its queue; the deferred snapshot reads, then the heads, after the reads
+        that may bring the rows they wait for. A source's transactions thus reach the applier in commit order, and
+        none after one that is not applied yet. (Snapshot reads may come after other changes of their rows: what
+        the target ends with does not depend on the order changes arrive in, `conflict.resolver`.)"""
         heads = [(name, unit) for name, unit in self._deferred if unit.transaction_id is not None]
-        units = [(name, unit) for name, unit in self._deferred if unit.transaction_id is None]
+        retried = [(name, unit) for name, unit in self._deferred if unit.transaction_id is None]
+        retried += heads
         self._deferred = []
+        units: list[tuple[str, Unit]] = []
         waiting_on = {name for name, _ in heads}
         for name, queue in self._waiting.items():
             if name not in waiting_on:
@@ -474,11 +478,11 @@ class ApplyRunner:
                 continue
             units.append((name, unit))
             ops.append(None if mapped is None else mapped[index])
-        units.extend(heads)
-        ops.extend([None] * len(heads))
+        units += retried
+        ops += [None] * len(retried)
         if any(unit.transaction_id is None and unit.error is None for _, unit in units):
             self._reads_at = now
-        return units, ops
+        return units, ops, len(retried)
 
     def _defer(self, names: list[str], outcomes: list[UnitOutcome]) -> None:
         """After a batch: its deferred units are tried again first in the next one; per source, the first deferred
@@ -514,7 +518,7 @@ class ApplyRunner:
         own_edits = self._own_edits(own) if own else []
         now = time.monotonic()
         deferred, waiting = list(self._deferred), {name: deque(queue) for name, queue in self._waiting.items()}
-        pending, ops = self._batch_units(pending, mapped, now)
+        pending, ops, retried = self._batch_units(pending, mapped, now)
         by_name = {s.source_name: s for s in self.sources}
         units = [u for _, u in pending]
         names = [s for s, _ in pending]
@@ -574,7 +578,7 @@ class ApplyRunner:
         try:
             result = self.applier.apply_batch(units, names, progress_for, may_defer=may_defer, mapped=ops,
                                               before_commit=lambda outcomes: self._publish(outcomes, names),
-                                              own_edits=own_edits)
+                                              own_edits=own_edits, isolated_from=len(units) - retried)
         except BaseException as exc:
             # Rolled back: the deferred and waiting units are as they were (`pending` goes back to the caller).
             self._deferred, self._waiting = deferred, waiting

@@ -314,6 +314,40 @@ def test_a_batch_of_single_row_transactions(target: Target) -> None:
         target.dialect.execute("DELETE FROM replicator_dead_letter")
 
 
+def test_units_that_waited_before_are_tried_one_by_one_after_the_batch_is_applied_together(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner puts units that waited for a row in an earlier batch at the end (`isolated_from`): if one fails
+    again, only it is tried in a savepoint, after the others were applied in bulk; the batch does not fall back to
+    applying every unit one by one."""
+    applier = order_line_applier(target, "isolated-test")
+    savepoints: list[str] = []
+    real_savepoint = target.dialect.savepoint
+
+    def counted(name: str) -> None:
+        savepoints.append(name)
+        real_savepoint(name)
+
+    monkeypatch.setattr(target.dialect, "savepoint", counted)
+    units = [unit_for(target, i, "c", event_row(target, i)) for i in range(1, 201)]
+    refused = unit_for(target, 201, "c", event_row(target, 201, sku="x" * 41))  # longer than the column
+    retried = unit_for(target, 202, "c", event_row(target, 202))
+    outcomes = applier.apply_batch([*units, refused, retried], ["src"] * 202, lambda outcomes: Progress(),
+                                   isolated_from=200).outcomes
+    assert savepoints == ["u200", "u201"]
+    assert [o.dead_letter is not None for o in outcomes] == [False] * 200 + [True, False]
+    assert len(target.rows("order_line")) == 201
+
+    # Without it, the refused unit makes the whole batch fall back to one savepoint per unit.
+    savepoints.clear()
+    more = [unit_for(target, i, "c", event_row(target, i)) for i in range(300, 310)]
+    refused_again = unit_for(target, 310, "c", event_row(target, 310, sku="y" * 41))
+    applier.apply_batch([*more, refused_again], ["src"] * 11, lambda outcomes: Progress())
+    assert len(savepoints) == 11
+    with contextlib.suppress(Exception):
+        target.dialect.execute("DELETE FROM replicator_dead_letter")
+
+
 def test_a_batch_whose_audit_records_kafka_does_not_confirm_leaves_nothing_behind(target: Target) -> None:
     # The runner publishes a batch's audit records in `before_commit` and raises when Kafka does not confirm
     # them: nothing of the batch may stay (rows, versions, progress), so that it is applied, and published,

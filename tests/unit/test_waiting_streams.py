@@ -98,8 +98,8 @@ def test_streams_reach_the_target_in_commit_order_once_each_whatever_waits(
     applied_reads: list[Unit] = []
     batch = 0
     while batch < 100 and (batch <= max(arriving, default=0) or subject._retry_due()):
-        units, ops = subject._batch_units(arriving.get(batch, []), None, float(batch))
-        assert len(ops) == len(units)
+        units, ops, retried = subject._batch_units(arriving.get(batch, []), None, float(batch))
+        assert len(ops) == len(units) and retried <= len(units)
         outcomes = apply_like_the_applier(units, plan, batch)
         for (name, unit), outcome in zip(units, outcomes, strict=True):
             if not outcome.deferred:
@@ -127,11 +127,11 @@ def test_a_waiting_head_goes_last_in_its_batch_after_the_reads_and_its_sources_l
     assert [u for _, u in subject._deferred] == [head] and list(subject._waiting["shop"]) == [later]
 
     newer = Unit("shop-3", SourcePosition(0, 3), [])
-    units, _ = subject._batch_units([("shop", newer), ("erp", other), ("shop", read)], None, 0.0)
+    units, _, retried = subject._batch_units([("shop", newer), ("erp", other), ("shop", read)], None, 0.0)
     # The read that may bring the head's row comes before it; the shop's later transactions wait in order.
-    assert [u for _, u in units] == [other, read, head]
+    assert [u for _, u in units] == [other, read, head] and retried == 1
     assert list(subject._waiting["shop"]) == [later, newer]
 
     subject._defer([name for name, _ in units], [UnitOutcome(u) for _, u in units])  # the head is applied
-    units, _ = subject._batch_units([], None, 1.0)
-    assert [u for _, u in units] == [later, newer]
+    units, _, retried = subject._batch_units([], None, 1.0)
+    assert [u for _, u in units] == [later, newer] and retried == 0
