@@ -119,11 +119,13 @@ class ApplyRunner:
         self.on_batch = on_batch
         self._stopping = threading.Event()
         self.ready = threading.Event()
-        # Units to try again first in the next batch: snapshot reads waiting for a row they refer to, and per source at
-        # most one streamed transaction doing so (its stream's head); and per source, its streamed transactions
-        # waiting behind that head, in commit order (released into batches once the head is applied).
+        # Units to try again in the next batch (at its end): snapshot reads waiting for a row they refer to, and per
+        # source at most one streamed transaction doing so (its stream's head); and per source, its streamed
+        # transactions waiting behind that head, in commit order (released into batches once the head is applied).
+        # Both are the writer's; `_retry` tells the loop's thread whether any of them is to be tried again.
         self._deferred: list[tuple[str, Unit]] = []
         self._waiting: dict[str, deque[Unit]] = {}
+        self._retry = False
         self._reads_at = float("-inf")  # when a batch last held a snapshot read
         self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
         # Per deferred unit (by id): when it was first deferred, and the sources' partitions' ends then (None: not
@@ -450,8 +452,12 @@ class ApplyRunner:
         return ends
 
     def _retry_due(self) -> bool:
-        """Units wait to be tried again: deferred ones, or streamed transactions released from behind a head."""
-        return bool(self._deferred) or any(self._waiting.values())
+        """Units wait to be tried again: deferred ones, or streamed transactions released from behind a head (read
+        from the loop's thread: one attribute, set by the writer's)."""
+        return self._retry
+
+    def _note_retry(self) -> None:
+        self._retry = bool(self._deferred) or any(self._waiting.values())
 
     def _batch_units(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None,
                      now: float) -> tuple[list[tuple[str, Unit]], list[MappedUnit | None], int]:
@@ -482,10 +488,11 @@ class ApplyRunner:
         ops += [None] * len(retried)
         if any(unit.transaction_id is None and unit.error is None for _, unit in units):
             self._reads_at = now
+        self._note_retry()
         return units, ops, len(retried)
 
     def _defer(self, names: list[str], outcomes: list[UnitOutcome]) -> None:
-        """After a batch: its deferred units are tried again first in the next one; per source, the first deferred
+        """After a batch: its deferred units are tried again in the next one; per source, the first deferred
         streamed transaction is its stream's head and the later ones go back to the front of its queue."""
         heads: set[str] = set()
         behind: dict[str, list[Unit]] = {}
@@ -507,12 +514,13 @@ class ApplyRunner:
             self._waiting.setdefault(name, deque()).extendleft(reversed(units))
         for name in [name for name, queue in self._waiting.items() if not queue]:
             del self._waiting[name]
+        self._note_retry()
 
     def _apply(self, pending: list[tuple[str, Unit]], mapped: list[MappedUnit | None] | None = None,
                own: list[tuple[str, int, int, bytes | None]] | None = None,
                own_offsets: dict[tuple[str, int], int] | None = None,
                read: dict[tuple[str, int], int] | None = None) -> tuple[BatchResult, list[str]]:
-        """Apply one batch, after the units deferred by the previous one; `_finish` then publishes it.
+        """Apply one batch, with the units deferred by the previous one (`_batch_units`); `_finish` then publishes it.
         `mapped`: the units' ops if already mapped (`Applier.map_unit`). `own`: own change messages read since
         the previous batch, recorded first, and `own_offsets` the own topics' offsets after them."""
         own_edits = self._own_edits(own) if own else []
@@ -582,6 +590,7 @@ class ApplyRunner:
         except BaseException as exc:
             # Rolled back: the deferred and waiting units are as they were (`pending` goes back to the caller).
             self._deferred, self._waiting = deferred, waiting
+            self._note_retry()
             if isinstance(exc, AwaitingOwnEdits):
                 log.info("batch rolled back to wait for own changes", extra={"target": self.target.name,
                                                                               "reason": str(exc)})
