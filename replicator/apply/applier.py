@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,12 @@ class AwaitingOwnEdits(Exception):
 # there before replication, or differs from the other side's only by the mapping's normalisation) is then
 # decided by its row's time, and not waited for again.
 OWN_EDIT_WAIT_S = 3.0
+# Primary keys drawn ahead per query for new rows of identified entities (`Applier._reserved_key`): one query per
+# up to this many new rows instead of an INSERT ... RETURNING and an identity INSERT per row. The first draw of a
+# table is KEYS_FIRST_DRAWN and each next one twice the last: a few new rows now and then leave few unused keys
+# (gaps in the sequence) when the applier stops, a snapshot soon draws the most.
+KEYS_FIRST_DRAWN = 16
+KEYS_DRAWN = 500
 
 # A unit's target ops as the mapping engine made them, or the record-level error that mapping it raised.
 MappedUnit = list[TargetOp] | SkippableRecordError
@@ -157,6 +164,11 @@ class Applier:
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
         self._created_identities: dict[tuple[str, str, str], Key] = {}
+        # Per target table, primary keys drawn ahead for new rows of identified entities (`_reserved_key`); the
+        # tables whose keys cannot be drawn so.
+        self._key_pool: dict[str, deque[Key]] = {}
+        self._keys_drawn: dict[str, int] = {}  # how many the last draw took
+        self._keys_not_drawn: set[str] = set()
         self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
         # Per target table, what the runner reads back from the target's own change stream: the columns whose
         # local edits are versioned (`record_own_edits`; a conflict on one waits for the edit's version) and those
@@ -218,6 +230,7 @@ class Applier:
             self.dialect.begin()
             try:
                 store = RowStore(self.dialect)
+                self._created_identities.clear()  # those of an earlier transaction, which may have rolled back
                 self._apply_unit(unit, store, UnitOutcome(unit))
                 store.flush()
                 new_status, error = "applied", None
@@ -371,7 +384,7 @@ class Applier:
             apply_one(index, units[index], sources[index], isolate)
         if prepared:
             every_op = [op for _, ops in prepared for op in ops]
-            self._resolve_lookups(every_op, strict=False)
+            self._resolve_lookups(every_op, strict=False, store=store)
             self._load_rows(every_op, store)
             primary_key = self.shapes.primary_key
             for outcome, ops in prepared:
@@ -513,7 +526,7 @@ class Applier:
         ops = self._ops_of(unit)
         if not ops:
             return
-        self._resolve_lookups(ops, strict=False)
+        self._resolve_lookups(ops, strict=False, store=store)
         self._load_rows(ops, store)
         self._run_ops(ops, store, outcome)
 
@@ -523,7 +536,7 @@ class Applier:
         if len(ops) == 1 and ops[0].when_written is None:  # the common unit: what the loop below does for it
             op = ops[0]
             if op.new_row_versions is None and _has_lookups(op):
-                self._resolve_lookups([op], strict=True)
+                self._resolve_lookups([op], strict=True, store=store)
             decisions = self._apply_op(op, store)
             if decisions is None or decisions:
                 outcome.op_decisions.append((op, decisions))
@@ -534,7 +547,7 @@ class Applier:
             if op.when_written is not None and (op.event, *op.when_written) not in written:
                 continue  # e.g. no order-history row: the state did not move
             if op.new_row_versions is None and _has_lookups(op):  # a mapped plain upsert has none
-                self._resolve_lookups([op], strict=True)
+                self._resolve_lookups([op], strict=True, store=store)
             decisions = self._apply_op(op, store)
             if track:
                 for decision in new_row_decisions(op) if decisions is None else decisions:
@@ -543,9 +556,11 @@ class Applier:
             if decisions is None or decisions:
                 outcome.op_decisions.append((op, decisions))
 
-    def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool) -> None:
+    def _resolve_lookups(self, ops: list[TargetOp], *, strict: bool, store: RowStore) -> None:
         """Replace the Lookups in keys and field values by what the target holds, in bulk. Required ones
-        not found stay in place unless `strict`, which makes them a record-level error."""
+        not found stay in place unless `strict`, which makes them a record-level error. Identities created in this
+        transaction are known without a query; before a query, `store` sends its planned writes, so that the rows
+        and identities of earlier ops are found."""
         wanted: dict[tuple[Any, ...], list[Lookup]] = {}
         group: tuple[Any, ...]
         for op in ops:
@@ -563,15 +578,28 @@ class Applier:
         if not wanted:
             return  # no look-up anywhere: nothing to replace
         results: dict[Lookup, Any] = {}
+        created = self._created_identities
         for group, lookups in wanted.items():
             if group[0] == "identity":
                 entity, system = str(group[1]), str(group[2] or "")
-                found = self.dialect.identities(entity, system, (str(lk.source_key) for lk in lookups))
+                unknown = []
                 for lk in lookups:
-                    target = found.get(str(lk.source_key))
-                    results[lk] = None if target is None else orjson.loads(target)[0]
-                self._identified_columns(lookups, results)
+                    key = created.get((entity, system, str(lk.source_key)))
+                    if key is None:
+                        unknown.append(lk)
+                    else:
+                        results[lk] = key[0]
+                if unknown:
+                    store.flush()
+                    found = self.dialect.identities(entity, system, (str(lk.source_key) for lk in unknown))
+                    for lk in unknown:
+                        target = found.get(str(lk.source_key))
+                        results[lk] = None if target is None else orjson.loads(target)[0]
+                if any(lk.table is not None for lk in lookups):
+                    store.flush()
+                    self._identified_columns(lookups, results)
             else:
+                store.flush()
                 table, columns, returns = str(group[1]), list(group[2]), str(group[3])
                 values = [tuple(v for _, v in lk.match) for lk in lookups]
                 found_nat = self.dialect.natural_lookup(table, columns, returns, values)
@@ -643,6 +671,21 @@ class Applier:
             entry[1].update(op.fields)
         for table, (keys, columns) in per_table.items():
             store.load(table, self.shapes.primary_key(table), keys, self._columns_to_read(table, columns))
+
+    def _reserved_key(self, table: str, pk: tuple[str, ...]) -> Key | None:
+        """A primary key for a new row of `table` drawn ahead (`TargetDialect.reserve_keys`, see KEYS_DRAWN), or None
+        where the target cannot draw keys ahead."""
+        pool = self._key_pool.get(table)
+        if not pool:
+            if table in self._keys_not_drawn:
+                return None
+            count = self._keys_drawn[table] = min(KEYS_DRAWN, 2 * self._keys_drawn.get(table, KEYS_FIRST_DRAWN // 2))
+            keys = self.dialect.reserve_keys(table, pk, count)
+            if not keys:
+                self._keys_not_drawn.add(table)
+                return None
+            pool = self._key_pool[table] = deque(keys)
+        return pool.popleft()
 
     def _link_by_match(self, op: TargetOp, system: str) -> str | None:
         """A row that existed before replication: find it by its natural key and record the link.
@@ -809,11 +852,20 @@ class Applier:
                 raise SkippableRecordError(f"{op.mapping}: {op.table}: no row {op.key} to update")
             row = {**{c: v for c, v in op.key.items() if v is not None}, **writes}
             if op.identity is not None and key is None:
-                store.flush()  # the new key must come from the target now: later ops may refer to it
-                returned = self.dialect.insert_returning(op.table, row, pk)
-                key = tuple(returned[c] for c in pk)
                 system = op.version.system if op.version else ""
-                self.dialect.add_identity(op.identity[0], system, op.identity[1], row_key_text(key))
+                reserved = self._reserved_key(op.table, pk)
+                if reserved is not None:
+                    # A key drawn ahead: the row and its identity are written with the transaction's other writes,
+                    # in order (later ops that refer to it find it in _created_identities).
+                    key = reserved
+                    row.update(zip(pk, key, strict=True))
+                    store.insert(op.table, row)
+                    store.add_identity(op.identity[0], system, op.identity[1], row_key_text(key))
+                else:
+                    store.flush()  # the new key must come from the target now: later ops may refer to it
+                    returned = self.dialect.insert_returning(op.table, row, pk)
+                    key = tuple(returned[c] for c in pk)
+                    self.dialect.add_identity(op.identity[0], system, op.identity[1], row_key_text(key))
                 self._created_identities[(op.identity[0], system, op.identity[1])] = key
             else:
                 assert key is not None

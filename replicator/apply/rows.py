@@ -66,6 +66,7 @@ class RowStore:
         self._statements: list[Statement] = []
         self._versions_dirty: dict[tuple[str, Key], None] = {}
         self._key_texts: dict[tuple[str, Key], str] = {}  # row_key_text of the rows `load` read, for `flush`
+        self._identities: list[tuple[str, str, str, str]] = []  # identity map rows to insert
 
     def load(self, table: str, key_columns: Sequence[str], keys: Iterable[Key], columns: Sequence[str]) -> None:
         """Read the rows with these keys that are not cached yet."""
@@ -129,11 +130,15 @@ class RowStore:
     def delete(self, table: str, key_columns: Sequence[str], key: Key) -> None:
         self._add("delete", table, tuple(key_columns), (), key)
 
+    def add_identity(self, entity: str, system: str, source_key: str, target_key: str) -> None:
+        """Plan the identity map row of a row inserted with a key drawn ahead (`TargetDialect.reserve_keys`)."""
+        self._identities.append((entity, system, source_key, target_key))
+
     def versions_changed(self, table: str, key: Key) -> None:
         self._versions_dirty[(table, key)] = None
 
     def flush(self) -> None:
-        """Send the planned writes, in order, then the field versions they came with."""
+        """Send the planned writes, in order, then the identity map rows and field versions they came with."""
         dialect = self.dialect
         for statement in self._statements:
             if statement.kind == "insert":
@@ -143,6 +148,9 @@ class RowStore:
             else:
                 dialect.delete_many(statement.table, statement.key_columns, [tuple(r) for r in statement.rows])
         self._statements.clear()
+        if self._identities:
+            dialect.add_identities(self._identities)
+            self._identities = []
         by_table: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         rows, key_texts = self._rows, self._key_texts
         for entry in self._versions_dirty:
@@ -156,6 +164,7 @@ class RowStore:
     def discard_pending(self) -> None:
         """Forget planned writes and cached rows (after a rollback)."""
         self._statements.clear()
+        self._identities = []
         self._versions_dirty.clear()
         self._rows.clear()
         self._key_texts.clear()

@@ -348,6 +348,153 @@ def test_units_that_waited_before_are_tried_one_by_one_after_the_batch_is_applie
         target.dialect.execute("DELETE FROM replicator_dead_letter")
 
 
+# --- new rows of identified entities ----------------------------------------------------------------------
+
+IDENTIFIED_DDL = {
+    "postgresql": [
+        "CREATE TABLE {ns}.prod (id serial PRIMARY KEY, code varchar(20) NOT NULL UNIQUE)",
+        "CREATE TABLE {ns}.so (id serial PRIMARY KEY, name varchar(20) NOT NULL, origin varchar(20))",
+        "CREATE TABLE {ns}.sol (id serial PRIMARY KEY, order_id int NOT NULL REFERENCES {ns}.so (id), "
+        "name varchar(20) NOT NULL, product_id int NOT NULL REFERENCES {ns}.prod (id))",
+    ],
+    "mariadb": [
+        "CREATE TABLE {ns}.prod (id INT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(20) NOT NULL UNIQUE)",
+        "CREATE TABLE {ns}.so (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL, origin VARCHAR(20))",
+        "CREATE TABLE {ns}.sol (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT NOT NULL REFERENCES {ns}.so (id), "
+        "name VARCHAR(20) NOT NULL, product_id INT NOT NULL REFERENCES {ns}.prod (id))",
+    ],
+}
+
+
+def identified_applier(target: Target) -> Applier:
+    """Products, orders and order lines, each an identified entity whose target key the target generates; a
+    line refers to its order through the identity map and to its product by code (a natural look-up)."""
+    for ddl in IDENTIFIED_DDL[target.kind]:
+        target.dialect.execute(ddl.format(ns=target.namespace))
+    source, system = SOURCE_OF[target.kind], TARGET_OF[target.kind]
+
+    def rule(name: str, table: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "source": {"system": source, "table": name, "key": ["id"]},
+                "target": {"system": system, "table": table}, "identity": name, "on_delete": "ignore",
+                "fields": fields}
+
+    mapping = MappingSet.model_validate({
+        "systems": {
+            "shop": {"kind": "mariadb", "priority": 2, "source_name": "shop", "namespace": "shopdb"},
+            "erp": {"kind": "postgresql", "priority": 1, "source_name": "erp", "namespace": "public"},
+            system: {"kind": "postgresql" if system == "erp" else "mariadb", "priority": 1 if system == "erp" else 2,
+                     "source_name": system, "namespace": target.namespace},
+        },
+        "rules": [
+            rule("product", "prod", {"code": "code"}),
+            rule("order", "so", {"name": "ref", "origin": {"from": "id", "prefix": "S#"}}),
+            rule("line", "sol", {"name": "name", "order_id": {"lookup": {"identity": "order", "from": "order_id"}},
+                                 "product_id": {"lookup": {"table": "prod", "match": {"code": "product_code"}}}}),
+        ],
+    })
+    applier = Applier(target.dialect, MappingEngine(mapping, target=system).ops_for, consumer="identified",
+                      target_system=system)
+    applier.prepare()
+    return applier
+
+
+def source_transaction(target: Target, number: int, changes: list[tuple[str, str, dict[str, Any]]]) -> Unit:
+    """One source transaction of the other side with these (table, op, row after) changes."""
+    if SOURCE_OF[target.kind] == "shop":
+        tx, position = f"0-1-{number}", SourcePosition(0, number)
+        block = {"connector": "mariadb", "name": "shop", "db": "shopdb", "gtid": tx, "server_id": 1}
+    else:
+        tx, position = f"{number}:{1000 + number}", SourcePosition(0, 1000 + number)
+        block = {"connector": "postgresql", "name": "erp", "db": "erp", "schema": "public", "txId": number,
+                 "lsn": 1000 + number}
+    events = []
+    for order, (table, op, row) in enumerate(changes, start=1):
+        source = {"version": "test", "ts_ms": 1_780_000_000_000 + number, "snapshot": "false", "table": table,
+                  "row": 0, **block}
+        envelope = {"before": None, "after": row, "source": source, "op": op, "ts_ms": 0,
+                    "transaction": {"id": tx, "total_order": order, "data_collection_order": order}}
+        events.append(Event(table, 0, number * 100 + order, {"id": row["id"]}, envelope))
+    return Unit(tx, position, events)
+
+
+def test_new_identified_rows_of_a_batch_are_written_together_and_found_by_the_later_ops_of_the_batch(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL draws the new rows' keys from their sequences ahead (`reserve_keys`) and writes the rows and
+    their identities with the batch's other writes; MariaDB inserts them one by one to learn their keys. Either
+    way, an order line finds its order created earlier in the same transaction or batch (identity) and its
+    product (by code), and the identity map names the rows created."""
+    applier = identified_applier(target)
+    returning: list[str] = []
+    real_insert_returning = target.dialect.insert_returning
+
+    def counted(table: str, row: dict[str, Any], columns: Any) -> dict[str, Any]:
+        returning.append(table)
+        return real_insert_returning(table, row, columns)
+
+    monkeypatch.setattr(target.dialect, "insert_returning", counted)
+    savepoints: list[str] = []
+    real_savepoint = target.dialect.savepoint
+    monkeypatch.setattr(target.dialect, "savepoint", lambda name: (savepoints.append(name), real_savepoint(name)))
+    units = [
+        source_transaction(target, 1, [("product", "c", {"id": 7, "code": "P-7"}),
+                                       ("order", "c", {"id": 1, "ref": "first"}),
+                                       ("line", "c", {"id": 10, "order_id": 1, "name": "a", "product_code": "P-7"}),
+                                       ("line", "c", {"id": 11, "order_id": 1, "name": "b", "product_code": "P-7"})]),
+        source_transaction(target, 2, [("order", "c", {"id": 2, "ref": "second"})]),
+        source_transaction(target, 3, [("line", "c", {"id": 12, "order_id": 2, "name": "c", "product_code": "P-7"})]),
+        source_transaction(target, 4, [("order", "u", {"id": 1, "ref": "first again"})]),
+    ]
+    outcomes = applier.apply_batch(units, ["src"] * len(units), lambda outcomes: Progress()).outcomes
+    assert [o.dead_letter for o in outcomes] == [None] * 4
+    assert savepoints == [], "the batch was applied one unit at a time: some look-up failed at first"
+    ns = target.namespace
+    lines = target.dialect.execute(
+        f"SELECT l.name, o.name, o.origin, p.code FROM {ns}.sol l JOIN {ns}.so o ON o.id = l.order_id "
+        f"JOIN {ns}.prod p ON p.id = l.product_id ORDER BY l.name")
+    assert [tuple(row) for row in lines] == [("a", "first again", "S#1", "P-7"), ("b", "first again", "S#1", "P-7"),
+                                             ("c", "second", "S#2", "P-7")]
+    identities = {(entity, source_key): target_key for entity, source_key, target_key in target.dialect.execute(
+        "SELECT entity, source_key, target_key FROM replicator_identity")}
+    ids = {(table, name): row_key_text((int(key),)) for table, name, key in target.dialect.execute(
+        f"SELECT 'so', name, id FROM {ns}.so UNION ALL SELECT 'sol', name, id FROM {ns}.sol "
+        f"UNION ALL SELECT 'prod', code, id FROM {ns}.prod")}
+    assert len(identities) == 6
+    assert identities[("order", "1")] == ids[("so", "first again")]
+    assert identities[("order", "2")] == ids[("so", "second")]
+    assert identities[("line", "12")] == ids[("sol", "c")]
+    assert identities[("product", "7")] == ids[("prod", "P-7")]
+    assert [table.rsplit(".", 1)[-1] for table in returning] == (
+        [] if target.kind == "postgresql" else ["prod", "so", "sol", "sol", "so", "sol"])
+
+    # A later batch finds them in the identity map.
+    more = [source_transaction(target, 5, [("line", "c", {"id": 13, "order_id": 2, "name": "d",
+                                                          "product_code": "P-7"})])]
+    assert applier.apply_batch(more, ["src"], lambda outcomes: Progress()).outcomes[0].dead_letter is None
+    assert target.dialect.execute(f"SELECT count(*) FROM {ns}.sol WHERE order_id = "
+                                  f"(SELECT id FROM {ns}.so WHERE name = 'second')")[0][0] == 2
+
+
+def test_keys_are_drawn_ahead_only_from_a_sequence_the_target_lets_them_be_given_for(target: Target) -> None:
+    if target.kind != "postgresql":
+        assert target.dialect.reserve_keys("whatever", ("id",), 3) is None  # AUTO_INCREMENT: one by one
+        return
+    dialect = target.dialect
+    dialect.execute("CREATE TABLE drawn (id serial PRIMARY KEY)")
+    dialect.execute("CREATE TABLE drawn_by_default (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY)")
+    dialect.execute("CREATE TABLE never_given (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY)")
+    dialect.execute("CREATE TABLE given (id int PRIMARY KEY)")
+    dialect.execute("CREATE TABLE pair (a serial, b int, PRIMARY KEY (a, b))")
+    first = dialect.reserve_keys("public.drawn", ("id",), 3)
+    assert first is not None and len(set(first)) == 3
+    dialect.execute("INSERT INTO drawn DEFAULT VALUES")  # another session's insert gets none of them
+    assert dialect.execute("SELECT id FROM drawn")[0] not in first
+    assert dialect.reserve_keys("public.drawn_by_default", ("id",), 2) is not None
+    assert dialect.reserve_keys("public.never_given", ("id",), 2) is None
+    assert dialect.reserve_keys("public.given", ("id",), 2) is None
+    assert dialect.reserve_keys("public.pair", ("a", "b"), 2) is None
+
+
 def test_a_batch_whose_audit_records_kafka_does_not_confirm_leaves_nothing_behind(target: Target) -> None:
     # The runner publishes a batch's audit records in `before_commit` and raises when Kafka does not confirm
     # them: nothing of the batch may stay (rows, versions, progress), so that it is applied, and published,

@@ -129,6 +129,16 @@ class TargetDialect(abc.ABC):
             (entity, system, source_key, target_key),
         )
 
+    def add_identities(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """`add_identity` for many (entity, system, source key, target key), in few statements."""
+        self.insert_many("replicator_identity", ("entity", "source_system", "source_key", "target_key"), rows)
+
+    def reserve_keys(self, table: str, key_columns: Sequence[str], count: int) -> list[Key] | None:
+        """`count` primary keys for new rows of `table`, drawn ahead from what generates its key (a sequence), so
+        that new rows need not be inserted one at a time to learn their keys; None where keys cannot be drawn so
+        (the rows are then inserted one by one, their keys returned)."""
+        return None
+
     def row_versions(self, table: str, row_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The field versions of these rows (row key text -> general form, whichever form is stored)."""
         keys = list(dict.fromkeys(row_keys))

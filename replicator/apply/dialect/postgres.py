@@ -10,7 +10,7 @@ import orjson
 import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from replicator.apply.dialect.base import TargetDialect, json_value
+from replicator.apply.dialect.base import Key, TargetDialect, json_value
 from replicator.apply.versions import expand
 from replicator.config import ResolvedConnection
 from replicator.errors import ConfigError, RetriableError
@@ -97,6 +97,19 @@ class PostgresDialect(TargetDialect):
         "(extract(epoch FROM (pg_xact_commit_timestamp_origin(xmin)).timestamp) * 1000)::bigint END"
     )
 
+    def identities(self, entity: str, system: str, source_keys: Iterable[str]) -> dict[str, str]:
+        # As row_versions: with an IN list of 500 parameters, looking up 500 keys took 0.09 s once the table held
+        # 10,500 rows, and more as it grew (measured); with the array, the primary key index whatever the count.
+        keys = list(dict.fromkeys(source_keys))
+        if not keys:
+            return {}
+        rows = self.execute(
+            "SELECT source_key, target_key FROM replicator_identity "
+            "WHERE entity = %s AND source_system = %s AND source_key = ANY(%s)",
+            (entity, system, keys),
+        )
+        return {str(source_key): str(target_key) for source_key, target_key in rows}
+
     def row_versions(self, table: str, row_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         # One array parameter instead of an IN list: one plan, and the primary key index, whatever the count.
         keys = list(dict.fromkeys(row_keys))
@@ -107,6 +120,29 @@ class PostgresDialect(TargetDialect):
             (table, keys),
         )
         return {row_key: expand(json_value(versions)) for row_key, versions in rows}
+
+    def reserve_keys(self, table: str, key_columns: Sequence[str], count: int) -> list[Key] | None:
+        """From the sequence of a one-column key (serial, or an identity column BY DEFAULT), which hands out each
+        value once whatever other sessions insert; values of a transaction that rolls back are not reused (gaps,
+        as with any insert). Not for GENERATED ALWAYS identity columns, which refuse a given value."""
+        if len(key_columns) != 1:
+            return None
+        sequence = self._key_sequence(table, key_columns[0])
+        if sequence is None:
+            return None
+        rows = self.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, count))
+        return [(int(row[0]),) for row in rows]
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019
+    def _key_sequence(self, table: str, column: str) -> str | None:
+        rows = self.execute(
+            "SELECT pg_get_serial_sequence(%s, %s), a.attidentity FROM pg_attribute a "
+            "WHERE a.attrelid = %s::regclass AND a.attname = %s",
+            (self.table_ref(table), column, self.table_ref(table), column),
+        )
+        if not rows or rows[0][0] is None or rows[0][1] == "a":
+            return None
+        return str(rows[0][0])
 
     def primary_key_columns(self, table: str) -> tuple[str, ...]:
         schema, _, name = table.rpartition(".")
