@@ -164,11 +164,10 @@ class Applier:
         self.held_keys: dict[str, int] = {}  # source record key -> dead letter id holding it
         # Identities created in the current target transaction: (entity, system, source key) -> target key.
         self._created_identities: dict[tuple[str, str, str], Key] = {}
-        # Per target table, primary keys drawn ahead for new rows of identified entities (`_reserved_key`); the
-        # tables whose keys cannot be drawn so.
+        # Per target table, primary keys drawn ahead for new rows of identified entities (`_reserved_key`), and how
+        # many the last draw took.
         self._key_pool: dict[str, deque[Key]] = {}
-        self._keys_drawn: dict[str, int] = {}  # how many the last draw took
-        self._keys_not_drawn: set[str] = set()
+        self._keys_drawn: dict[str, int] = {}
         self._record_errors: tuple[type[BaseException], ...] = (*_data_error_types(), SkippableRecordError)
         # Per target table, what the runner reads back from the target's own change stream: the columns whose
         # local edits are versioned (`record_own_edits`; a conflict on one waits for the edit's version) and those
@@ -677,13 +676,11 @@ class Applier:
         where the target cannot draw keys ahead."""
         pool = self._key_pool.get(table)
         if not pool:
-            if table in self._keys_not_drawn:
-                return None
-            count = self._keys_drawn[table] = min(KEYS_DRAWN, 2 * self._keys_drawn.get(table, KEYS_FIRST_DRAWN // 2))
-            keys = self.dialect.reserve_keys(table, pk, count)
+            count = min(KEYS_DRAWN, 2 * self._keys_drawn.get(table, KEYS_FIRST_DRAWN // 2))
+            keys = self.dialect.reserve_keys(table, pk, count)  # the dialect remembers which tables cannot
             if not keys:
-                self._keys_not_drawn.add(table)
                 return None
+            self._keys_drawn[table] = count
             pool = self._key_pool[table] = deque(keys)
         return pool.popleft()
 
