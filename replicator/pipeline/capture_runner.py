@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import orjson
 
-from replicator.capture.base import CaptureSource, Heartbeat, SnapshotChunk, SnapshotDone, TxBegin, TxCommit
+from replicator.capture.base import (
+    CaptureSource,
+    Heartbeat,
+    OneChangeTx,
+    SnapshotChunk,
+    SnapshotDone,
+    TxBegin,
+    TxCommit,
+)
 from replicator.capture.checkpoint import AckTracker
 from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSettings
 from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
@@ -138,6 +146,7 @@ class CaptureRunner:
         stats = self.stats
         encoder = EnvelopeEncoder(self.info)
         encode = encoder.value
+        encode_one = encoder.one
         dumps = orjson.dumps
         wall_clock = time.time
         clock = time.monotonic
@@ -186,7 +195,45 @@ class CaptureRunner:
                     since_poll = 0
                     producer.poll(0)
                 continue
-            if isinstance(item, TxBegin):
+            if isinstance(item, OneChangeTx):
+                # TxBegin, the change and TxCommit below, in one step (a streamed transaction).
+                one = item.tx
+                tx_number += 1
+                if one.origin is not None and not publish_own_writes:
+                    stats.skipped_own_transactions += 1
+                    echo_key, echo_value = echo_suppressed_record(source_name, one.id, one.origin)
+                    produce(AUDIT_TOPIC, echo_key, echo_value)
+                else:
+                    change = item.change
+                    tx_key, begin, value, end = encode_one(one, change, ts_ms=int(wall_clock() * 1000),
+                                                           last_commit_lsn=last_commit_lsn)
+                    try:
+                        raw_produce(tx_topic, begin, tx_key)
+                    except BufferError:
+                        produce(tx_topic, tx_key, begin)
+                    if change.table is not table:
+                        table = change.table
+                        state = self._table(table)
+                    op = change.op
+                    key = None if op is truncate else dumps(change.key)
+                    try:
+                        raw_produce(state.topic, value, key)
+                    except BufferError:
+                        produce(state.topic, key, value)
+                    if tombstones and op is delete:
+                        produce(state.topic, key, None)
+                    try:
+                        raw_produce(tx_topic, end, tx_key)
+                    except BufferError:
+                        produce(tx_topic, tx_key, end)
+                    stats.events += 1
+                position = item.position
+                seal(position)
+                if isinstance(position, PostgresPosition):
+                    last_commit_lsn = position.commit_lsn
+                stats.transactions += 1
+                since_poll += 1
+            elif isinstance(item, TxBegin):
                 tx = item.tx
                 tx_number += 1
                 skip = tx.origin is not None and not publish_own_writes
@@ -208,7 +255,7 @@ class CaptureRunner:
                     except BufferError:
                         produce(tx_topic, tx_key, begin)
                 continue
-            if isinstance(item, TxCommit):
+            elif isinstance(item, TxCommit):
                 assert tx is not None
                 if not skip and not tx.snapshot:
                     if len(in_tx) == 1:  # most transactions: no list of counts to build

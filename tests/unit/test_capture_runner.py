@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from replicator.capture.base import Heartbeat, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.base import Heartbeat, OneChangeTx, SnapshotDone, StreamItem, TxBegin, TxCommit
 from replicator.capture.checkpoint import AckTracker
 from replicator.config import TopicSettings
 from replicator.envelope.debezium import transaction_end
@@ -341,3 +343,66 @@ def test_a_busy_source_passing_over_other_tables_is_not_stalled_by_a_wait_for_ka
     CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
     assert producer.confirmed_at == []  # a thousand heartbeats, no flush
     assert source.acknowledged == [PostgresPosition(2010, 2000, 19)]
+
+
+# --- a transaction of one change handed over as one item -------------------------------------------------
+
+
+class ItemsSource(ScriptedSource):
+    def __init__(self, producer: HeldProducer, items: list[StreamItem]) -> None:
+        super().__init__(producer)
+        self.items = items
+
+    def stream(self) -> Iterator[StreamItem]:
+        yield from self.items
+        self.producer.confirm_all()
+        yield self._heartbeat()
+
+
+_OPS = [Op.CREATE, Op.UPDATE, Op.DELETE, Op.TRUNCATE]
+
+
+@st.composite
+def _transactions(draw: st.DrawFn) -> list[tuple[SourceTransaction, list[RowChange], PostgresPosition]]:
+    """Streamed transactions of one to three changes of two tables, some with the loop tag."""
+    out = []
+    for n in range(draw(st.integers(1, 12))):
+        lsn = 100 * (n + 1)
+        origin = draw(st.sampled_from([None, None, "replicator_erp"]))
+        tx = SourceTransaction(f"{n}:{lsn}", 1_700_000_000_000 + draw(st.integers(0, 2)), PostgresPosition(lsn, lsn, n),
+                               origin=origin)
+        changes = []
+        for r in range(draw(st.integers(1, 3))):
+            op = draw(st.sampled_from(_OPS))
+            row = None if op is Op.TRUNCATE else {"id": n * 10 + r, "v": draw(st.text(max_size=3))}
+            key = {} if row is None else {"id": row["id"]}
+            before = row if op in (Op.UPDATE, Op.DELETE) else None
+            after = row if op in (Op.CREATE, Op.UPDATE) else None
+            table = draw(st.sampled_from([TABLE, OTHER]))
+            changes.append(RowChange(table, op, key, before, after, PostgresPosition(lsn - 5 + r, lsn, n)))
+        out.append((tx, changes, PostgresPosition(lsn + 10, lsn, n)))
+    return out
+
+
+def _run_items(items: list[StreamItem], tombstones: bool) -> tuple[list[tuple[str, bytes | None, bytes | None]], Any]:
+    producer = HeldProducer()
+    source = ItemsSource(producer, items)
+    runner = CaptureRunner(source, producer, topic_settings=TopicSettings(tombstones=tombstones))  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(capture_runner.time, "time", lambda: 1_700_000_000.25)
+        stats = runner.run()
+    return producer.sent, (source.acknowledged, stats)
+
+
+@given(_transactions(), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_a_one_change_transaction_as_one_item_gives_the_same_messages_and_acknowledgements(
+    transactions: list[tuple[SourceTransaction, list[RowChange], PostgresPosition]], tombstones: bool
+) -> None:
+    split: list[StreamItem] = []
+    fused: list[StreamItem] = []
+    for tx, changes, position in transactions:
+        three: list[StreamItem] = [TxBegin(tx), *changes, TxCommit(tx, position)]
+        split += three
+        fused += [OneChangeTx(tx, changes[0], position)] if len(changes) == 1 else three
+    assert _run_items(fused, tombstones) == _run_items(split, tombstones)

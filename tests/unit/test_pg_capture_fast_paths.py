@@ -10,10 +10,11 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicator.capture.base import Heartbeat, TxBegin, TxCommit
+from replicator.capture.base import Heartbeat, OneChangeTx, TxBegin, TxCommit
 from replicator.capture.postgres import pgoutput as pg
 from replicator.capture.postgres.inserts import compile_insert_decoder
 from replicator.capture.postgres.source import PostgresCaptureSource
@@ -127,10 +128,29 @@ def _stream(messages: list[_Message]) -> Iterator[Any]:
     return source._replicate()
 
 
-def test_streamed_transactions_are_what_the_general_functions_give() -> None:
-    messages = _transactions(3, 2)
-    items = list(_stream(messages))
-    assert [type(i).__name__ for i in items] == ["TxBegin", "RowChange", "RowChange", "TxCommit"] * 3
+def _split(items: list[Any]) -> list[Any]:
+    """The stream with each OneChangeTx as the three items it stands for."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, OneChangeTx):
+            out += [TxBegin(item.tx), item.change, TxCommit(item.tx, item.position)]
+        else:
+            out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("rows_per_tx", [1, 2])
+def test_streamed_transactions_are_what_the_general_functions_give(rows_per_tx: int) -> None:
+    messages = _transactions(3, rows_per_tx)
+    streamed = list(_stream(messages))
+    if rows_per_tx == 1:
+        # One item per transaction of one change, but for the first, whose Relation message came between
+        # its begin and its change.
+        expected = ["TxBegin", "RowChange", "TxCommit", "OneChangeTx", "OneChangeTx"]
+        assert [type(i).__name__ for i in streamed] == expected
+    else:
+        assert [type(i).__name__ for i in streamed] == ["TxBegin", "RowChange", "RowChange", "TxCommit"] * 3
+    items = _split(streamed)
     names = [name for name, _, _ in COLUMNS]
     decoders = [make_decoder(oid, typmod) for _, oid, typmod in COLUMNS]
     parsed = [(pg.parse_message(m.payload, False), m.data_start) for m in messages]
@@ -149,7 +169,7 @@ def test_streamed_transactions_are_what_the_general_functions_give() -> None:
             assert item.position == PostgresPosition(commit.end_lsn, commit.commit_lsn, begin.xid)
     changes = [i for i in items if isinstance(i, RowChange)]
     for n, (change, (insert, lsn)) in enumerate(zip(changes, inserts, strict=True)):
-        begin = begins[n // 2]
+        begin = begins[n // rows_per_tx]
         after = {
             name: None if value is None else decode(value)
             for name, decode, value in zip(names, decoders, insert.new, strict=True)
@@ -164,7 +184,7 @@ def test_streamed_transactions_are_what_the_general_functions_give() -> None:
 def test_the_request_check_still_runs_every_so_many_transactions() -> None:
     count = 2 * REQUEST_CHECK_TRANSACTIONS + 5
     source, watcher = _source(_transactions(count, 1))
-    commits = sum(isinstance(item, TxCommit) for item in source._replicate())
+    commits = sum(isinstance(item, TxCommit | OneChangeTx) for item in source._replicate())
     assert commits == count
     assert watcher.polls == 2
     assert source._commits_since_check == 5

@@ -23,7 +23,15 @@ import psycopg2.errors
 import psycopg2.extras
 from psycopg import sql
 
-from replicator.capture.base import Heartbeat, SnapshotChunk, SnapshotDone, StreamItem, TxBegin, TxCommit
+from replicator.capture.base import (
+    Heartbeat,
+    OneChangeTx,
+    SnapshotChunk,
+    SnapshotDone,
+    StreamItem,
+    TxBegin,
+    TxCommit,
+)
 from replicator.capture.postgres import pgoutput as pg
 from replicator.capture.postgres.inserts import InsertDecoder, compile_insert_decoder
 from replicator.capture.postgres.pgoutput import PG_EPOCH_UNIX_MS
@@ -427,7 +435,8 @@ class PostgresCaptureSource(ResnapshotRequests):
         # The open transaction's position fields, for its events' positions.
         tx_lsn = commit_lsn = 0
         xid: int | None = None
-        begun = False
+        begun = False  # the transaction's TxBegin was yielded
+        pending: RowChange | None = None  # its first change, not yielded yet (see OneChangeTx)
         last_heartbeat = time.monotonic()
         interval = self.config.heartbeat_interval_s
         # The replay window, when one is open: `covered` when the open transaction is inside it.
@@ -509,7 +518,23 @@ class PostgresCaptureSource(ResnapshotRequests):
                     self._on_relation(pg.parse_message(payload, False))
                     continue
                 raise FatalError(f"source {self.name}: pgoutput message {chr(kind)!r} outside a transaction")
-            if not begun:
+            if pending is not None:
+                # The transaction's first change was held back: if the commit follows, the two go out with
+                # the begin as one item; anything else, and they go out as they came.
+                if kind == 0x43 and len(payload) == _COMMIT_SIZE:
+                    _flags, commit_lsn, end_lsn, _ts = _COMMIT.unpack_from(payload, 1)
+                    yield OneChangeTx(tx, pending, _position(end_lsn, commit_lsn, xid))
+                    pending = tx = None
+                    covered = False
+                    if self._after_commit_due():  # re-snapshot requests and chunks
+                        yield from self._after_commit()
+                        window = self._window
+                    continue
+                begun = True
+                yield TxBegin(tx)
+                yield pending
+                pending = None
+            elif not begun and kind != 0x49:
                 begun = True
                 yield TxBegin(tx)
             if kind == 0x49:  # I: most of any stream, so handled here rather than in _changes
@@ -538,6 +563,9 @@ class PostgresCaptureSource(ResnapshotRequests):
                 change.after = after
                 change.position = row_position
                 if covered and window is not None and window.drops(change):
+                    continue
+                if not begun:
+                    pending = change  # the first: held until the next message says whether it is the only one
                     continue
                 yield change
                 continue
