@@ -439,6 +439,7 @@ class EnvelopeEncoder:
         "_last1",
         "_last_collection",
         "_last_gtid",
+        "_last_one_collections",
         "_now_clock",
         "_postgres",
         "_shape_op",
@@ -479,6 +480,8 @@ class EnvelopeEncoder:
         # The rendered `data_collections` entry per table, with a "%d" for the count.
         self._collections: dict[TableId, bytes] = {}
         self._last_collection: tuple[TableId | None, bytes] = (None, b"")
+        # `one`'s last table and its END marker's `data_collections` (an event count of 1).
+        self._last_one_collections: tuple[TableId | None, bytes] = (None, b"")
         self._commit_clock = _Clock()
         self._commit = (b"", b"", b"")  # the transaction's commit time, rendered by _commit_clock
         self._now_clock = _Clock()
@@ -547,11 +550,12 @@ class EnvelopeEncoder:
         one_stage = found[2]
         value = self._value(change, 1, 1) if one_stage is None else self._one_stage(one_stage, change, 1, 1)
         tx_id, commit_ms = self._tx_id, self._commit[0]
-        last_table, entry = self._last_collection
+        last_table, collections = self._last_one_collections
         if table is not last_table:
-            entry = self._collection_entry(table)
+            collections = b"[%b]" % (self._collection_entry(table) % 1,)
+            self._last_one_collections = (table, collections)
         return (self._key % (tx_id,), self._begin % (tx_id, commit_ms), value,
-                self._end % (tx_id, 1, b"[%b]" % (entry % 1,), commit_ms))
+                self._end % (tx_id, 1, collections, commit_ms))
 
     def key(self) -> bytes:
         """The key of the transaction's BEGIN and END markers."""
@@ -815,5 +819,6 @@ class EnvelopeEncoder:
         self._last1 = (None, None, None, (b"", 0, None))
         self._collections.clear()
         self._last_collection = (None, b"")
+        self._last_one_collections = (None, b"")
         self._shapes.clear()
         self._shape_table = None

@@ -518,26 +518,12 @@ class PostgresCaptureSource(ResnapshotRequests):
                     self._on_relation(pg.parse_message(payload, False))
                     continue
                 raise FatalError(f"source {self.name}: pgoutput message {chr(kind)!r} outside a transaction")
-            if pending is not None:
-                # The transaction's first change was held back: if the commit follows, the two go out with
-                # the begin as one item; anything else, and they go out as they came.
-                if kind == 0x43 and len(payload) == _COMMIT_SIZE:
-                    _flags, commit_lsn, end_lsn, _ts = _COMMIT.unpack_from(payload, 1)
-                    yield OneChangeTx(tx, pending, _position(end_lsn, commit_lsn, xid))
-                    pending = tx = None
-                    covered = False
-                    if self._after_commit_due():  # re-snapshot requests and chunks
-                        yield from self._after_commit()
-                        window = self._window
-                    continue
-                begun = True
-                yield TxBegin(tx)
-                yield pending
-                pending = None
-            elif not begun and kind != 0x49:
-                begun = True
-                yield TxBegin(tx)
             if kind == 0x49:  # I: most of any stream, so handled here rather than in _changes
+                if pending is not None:  # a second change: the transaction is not one of one change
+                    begun = True
+                    yield TxBegin(tx)
+                    yield pending
+                    pending = None
                 known = by_oid_bytes.get(payload[1:5])
                 decoded = None if known is None else known.decode_insert(payload)
                 if decoded is not None and known is not None:
@@ -569,6 +555,25 @@ class PostgresCaptureSource(ResnapshotRequests):
                     continue
                 yield change
                 continue
+            if pending is not None:
+                # The transaction's first change was held back: if the commit follows, the two go out with
+                # the begin as one item; anything else, and they go out as they came.
+                if kind == 0x43 and len(payload) == _COMMIT_SIZE:
+                    _flags, commit_lsn, end_lsn, _ts = _COMMIT.unpack_from(payload, 1)
+                    yield OneChangeTx(tx, pending, _position(end_lsn, commit_lsn, xid))
+                    pending = tx = None
+                    covered = False
+                    if self._after_commit_due():  # re-snapshot requests and chunks
+                        yield from self._after_commit()
+                        window = self._window
+                    continue
+                begun = True
+                yield TxBegin(tx)
+                yield pending
+                pending = None
+            elif not begun:
+                begun = True
+                yield TxBegin(tx)
             if kind == 0x43:  # C
                 if len(payload) == _COMMIT_SIZE:
                     _flags, commit_lsn, end_lsn, _ts = _COMMIT.unpack_from(payload, 1)
