@@ -3,6 +3,8 @@ runners (the only place that retries) can classify it once: retry, stop, or dead
 
 from __future__ import annotations
 
+import functools
+
 
 class ReplicatorError(Exception):
     """Base of all replicator errors."""
@@ -39,3 +41,17 @@ class DevstackError(ReplicatorError):
 class MissingReferenceError(SkippableRecordError):
     """A record refers to a row the target does not hold (yet): e.g. an order line whose order has not
     arrived. During a snapshot, tables arrive in no set order, so the applier waits a while for it."""
+
+
+@functools.cache
+def lost_connection_errors() -> tuple[type[BaseException], ...]:
+    """The database drivers' errors for a server that went away, a connection found closed, a deadlock or a
+    lock-wait timeout: OperationalError and InterfaceError of psycopg, psycopg2 and PyMySQL. A runner turns one
+    that escapes it into a RetriableError (restart, resume from the stored position), so that a database
+    restarting is ridden out wherever the connection was in use when it went."""
+    import psycopg
+    import psycopg2
+    import pymysql
+
+    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError,
+            pymysql.err.OperationalError, pymysql.err.InterfaceError)

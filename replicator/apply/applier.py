@@ -37,7 +37,13 @@ from replicator.conflict.resolver import (
     only_last_writer_wins,
     resolve,
 )
-from replicator.errors import FatalError, MissingReferenceError, RetriableError, SkippableRecordError
+from replicator.errors import (
+    FatalError,
+    MissingReferenceError,
+    RetriableError,
+    SkippableRecordError,
+    lost_connection_errors,
+)
 from replicator.mapping.engine import instant_ms
 from replicator.mapping.ops import NO_PREVIOUS, Aggregate, FieldChange, Lookup, OpKind, Policy, TargetOp, Version
 from replicator.mapping.spec import value_text
@@ -57,13 +63,11 @@ def _data_error_types() -> tuple[type[BaseException], ...]:
     )
 
 
-def _transient_error_types() -> tuple[type[BaseException], ...]:
-    """Errors after which the same batch may succeed: deadlocks, lock-wait timeouts, serialization
-    failures, lost connections (psycopg and PyMySQL both class them as OperationalError)."""
+def _driver_error_types() -> tuple[type[BaseException], ...]:
     import psycopg
     import pymysql
 
-    return (psycopg.OperationalError, pymysql.err.OperationalError)
+    return (psycopg.Error, pymysql.err.MySQLError)
 
 
 class AwaitingOwnEdits(Exception):
@@ -283,8 +287,9 @@ class Applier:
         making the whole batch fall back to being applied one by one."""
         started = time.monotonic()
         dialect = self.dialect
-        dialect.begin()
         try:
+            # Inside: a connection lost between two batches shows here first (PyMySQL sends the BEGIN).
+            dialect.begin()
             try:
                 outcomes = self._apply_all(units, sources, isolate=False, may_defer=may_defer, mapped=mapped,
                                            own_edits=own_edits, isolated_from=isolated_from)
@@ -297,11 +302,13 @@ class Applier:
                 before_commit(outcomes)
             dialect.commit()
             self._own_wait_started = None
-        except _transient_error_types() as exc:
+        except lost_connection_errors() as exc:
             # A deadlock with a local transaction (a shop order locking the stock row the batch recomputes),
             # a lock-wait timeout, a lost connection: nothing of the batch is committed; the supervisor
             # restarts the applier, which resumes from the progress stored with the last committed batch.
-            with contextlib.suppress(*_transient_error_types()):
+            # The rollback of a lost connection fails too (and the server has rolled back): what the batch
+            # failed with is what is reported.
+            with contextlib.suppress(*_driver_error_types()):
                 dialect.rollback()
             raise RetriableError(f"target {self.consumer}: {type(exc).__name__}: {exc}") from exc
         except BaseException:

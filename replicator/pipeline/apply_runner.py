@@ -37,7 +37,7 @@ from replicator.apply.own_changes import OwnEdit, OwnEditError, OwnTable, Versio
 from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
 from replicator.conflict.resolver import new_row_reason
-from replicator.errors import ConfigError, RetriableError, SkippableRecordError
+from replicator.errors import ConfigError, RetriableError, SkippableRecordError, lost_connection_errors
 from replicator.mapping.ops import Policy, TargetOp, Version
 from replicator.mapping.spec import MappingSet
 from replicator.transport.audit import AuditPublisher
@@ -163,6 +163,14 @@ class ApplyRunner:
             self.audit.flush(AUDIT_CONFIRM_TIMEOUT_S)
 
     def run(self) -> ApplyStats:
+        """Apply until stopped. The target's connection lost anywhere (in a batch, reading dead letters or own
+        edits) is a RetriableError: the supervisor starts the applier again, from its stored progress."""
+        try:
+            return self._run()
+        except lost_connection_errors() as exc:
+            raise RetriableError(f"target {self.target.name}: {type(exc).__name__}: {exc}") from exc
+
+    def _run(self) -> ApplyStats:
         self.dialect.connect()
         try:
             progress = self.applier.prepare()

@@ -27,7 +27,7 @@ from replicator.capture.base import (
 from replicator.capture.checkpoint import AckTracker
 from replicator.config import PostgresSourceConfig, ReplicatorConfig, TopicSettings
 from replicator.envelope.debezium import EnvelopeEncoder, SourceInfo
-from replicator.errors import ConfigError
+from replicator.errors import ConfigError, RetriableError, lost_connection_errors
 from replicator.events import Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.transport.audit import echo_suppressed_record
 from replicator.transport.kafka import EventProducer, OffsetStore, TopicSpec, ensure_topics
@@ -116,7 +116,15 @@ class CaptureRunner:
         return state
 
     def run(self) -> CaptureStats:
-        """Open the source, stream until it stops, then flush Kafka and acknowledge what it confirmed."""
+        """Open the source, stream until it stops, then flush Kafka and acknowledge what it confirmed. The
+        source's connection lost anywhere is a RetriableError: capture starts again from the acknowledged
+        position."""
+        try:
+            return self._open_and_run()
+        except lost_connection_errors() as exc:
+            raise RetriableError(f"source {self.info.name}: {type(exc).__name__}: {exc}") from exc
+
+    def _open_and_run(self) -> CaptureStats:
         self.source.open()
         self.opened.set()
         try:

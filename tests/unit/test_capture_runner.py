@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pymysql
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from replicator.capture.base import Heartbeat, OneChangeTx, SnapshotDone, Stream
 from replicator.capture.checkpoint import AckTracker
 from replicator.config import TopicSettings
 from replicator.envelope.debezium import transaction_end
+from replicator.errors import RetriableError
 from replicator.events import Connector, Op, Position, PostgresPosition, RowChange, SourceTransaction, TableId
 from replicator.pipeline import capture_runner
 from replicator.pipeline.capture_runner import _CONFIRM_WAIT_S, CaptureRunner
@@ -406,3 +408,18 @@ def test_a_one_change_transaction_as_one_item_gives_the_same_messages_and_acknow
         split += three
         fused += [OneChangeTx(tx, changes[0], position)] if len(changes) == 1 else three
     assert _run_items(fused, tombstones) == _run_items(split, tombstones)
+
+
+# --- the source's database going away -------------------------------------------------------------------
+
+
+class LostConnectionSource(ScriptedSource):
+    def stream(self) -> Iterator[StreamItem]:
+        yield self._heartbeat()
+        raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+
+
+def test_a_connection_lost_anywhere_in_the_source_is_a_retriable_error_naming_the_source() -> None:
+    producer = HeldProducer()
+    with pytest.raises(RetriableError, match=r"source src: OperationalError: .*Lost connection"):
+        CaptureRunner(LostConnectionSource(producer), producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
