@@ -24,7 +24,7 @@ import pytest
 from replicator.devstack import ConnectionSettings, mariadb_connect
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
-from tests.support.servers import PrivateServer, private_mariadb, private_postgres
+from tests.support.servers import PrivateDatabase, private_mariadb, private_postgres
 from tests.support.sides import SALES_RULES, make_sides
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ PRICE_RULES: list[dict[str, Any]] = [{
 }]
 
 
-def _databases(maria: PrivateServer, pg: PrivateServer) -> tuple[MariaDatabase, PgDatabase]:
+def _databases(maria: PrivateDatabase, pg: PrivateDatabase) -> tuple[MariaDatabase, PgDatabase]:
     admin: dict[str, str | int] = {"host": "127.0.0.1", "port": maria.port, "user": "root",
                                    "password": maria.password}
     with contextlib.closing(mariadb_connect(admin)) as conn, conn.cursor() as cur:

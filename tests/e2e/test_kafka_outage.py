@@ -2,7 +2,7 @@
 change and is started again. Capture, the applier and their supervisor ride it out: the ERP ends with the
 shop's counters, each `delta` applied exactly once, and no dead letter.
 
-The broker is this test's own (tests/support/broker.py), so the session's stays up for the other tests."""
+The broker is this test's own (tests/support/servers.py), so the session's stays up for the other tests."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 
 from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
-from tests.support.broker import PrivateBroker
 from tests.support.pipeline import running_pipeline, wait_until
+from tests.support.servers import PrivateBroker
 from tests.support.sides import drop_origins, make_sales_sides
 
 pytestmark = pytest.mark.e2e

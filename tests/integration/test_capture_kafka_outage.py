@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import PrivateBroker
 from tests.support.crash import Workload, backend_of, check_nothing_lost, start_capture_of_workload_tables
+from tests.support.servers import PrivateBroker
 
 pytestmark = pytest.mark.integration
 

@@ -223,3 +223,37 @@ def test_a_large_transaction_and_concurrent_sessions_give_one_event_per_row_chan
     for values in per_key.values():
         assert values == list(range(1, len(values) + 1))
     assert len(markers) == 2 * (1 + sessions * updates_each)
+
+
+def test_columns_added_retyped_and_dropped_while_capture_streams_are_in_the_events_from_that_change_on(
+    devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
+) -> None:
+    name = pg_env
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE item (id int PRIMARY KEY, qty int)")
+    config = _start(devstack, pg_database, name, ["public.item"], tmp_path)
+    with capture_thread(config, name), psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        for sql in [
+            "INSERT INTO item VALUES (1, 5)",
+            "ALTER TABLE item ADD COLUMN note text",
+            "INSERT INTO item VALUES (2, 6, 'hello')",
+            "ALTER TABLE item ALTER COLUMN qty TYPE numeric(10,2)",
+            "INSERT INTO item VALUES (3, 7.25, 'x')",
+            "ALTER TABLE item DROP COLUMN note",
+            "INSERT INTO item VALUES (4, 8)",
+            # A type that did not exist when capture started.
+            "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+            "ALTER TABLE item ADD COLUMN mood mood",
+            "INSERT INTO item VALUES (5, 1, 'sad')",
+            "UPDATE item SET qty = 2 WHERE id = 1",
+        ]:
+            conn.execute(sql)
+        records = read_topics(devstack.kafka_bootstrap, [f"{name}.public.item"], until=6)
+    assert [(r.value["op"], r.value["after"]) for r in records] == [
+        ("c", {"id": 1, "qty": 5}),
+        ("c", {"id": 2, "qty": 6, "note": "hello"}),
+        ("c", {"id": 3, "qty": "7.25", "note": "x"}),
+        ("c", {"id": 4, "qty": "8.00"}),
+        ("c", {"id": 5, "qty": "1.00", "mood": "sad"}),
+        ("u", {"id": 1, "qty": "2.00", "mood": None}),
+    ]
