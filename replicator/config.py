@@ -234,6 +234,12 @@ class TargetConfig(StrictModel):
         description="How long a change that refers to a row the target does not hold yet may wait for it while "
         "that row may still come (a snapshot being applied) before it is dead-lettered",
     )
+    on_lost_messages: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="When Kafka no longer holds messages this applier has not applied (deleted by the topics' "
+        "retention, or a topic deleted and created again): stop naming them (default), or skip to the oldest "
+        "message Kafka holds and go on (after requesting a new snapshot of their tables)",
+    )
 
     @field_validator("name")
     @classmethod

@@ -205,6 +205,11 @@ class TransactionAssembler:
         for event in unit.events:
             self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
 
+    def skip_to(self, tp: TopicPartition, offset: int) -> None:
+        """The partition's records before `offset` are gone from Kafka and skipped (the target's
+        `on_lost_messages: skip`): it resumes from `offset` at the latest, even if nothing follows."""
+        self._next[tp] = max(self._next.get(tp, 0), offset)
+
     def read_offsets(self) -> dict[TopicPartition, int]:
         """Per partition that delivered anything, the offset after the last record read."""
         return dict(self._next)

@@ -37,7 +37,7 @@ from replicator.apply.own_changes import OwnEdit, OwnEditError, OwnTable, Versio
 from replicator.apply.reassembly import Event, TransactionAssembler, Unit
 from replicator.config import ReplicatorConfig, TargetConfig
 from replicator.conflict.resolver import new_row_reason
-from replicator.errors import ConfigError, RetriableError, SkippableRecordError, lost_connection_errors
+from replicator.errors import ConfigError, FatalError, RetriableError, SkippableRecordError, lost_connection_errors
 from replicator.mapping.ops import Policy, TargetOp, Version
 from replicator.mapping.spec import MappingSet
 from replicator.transport.audit import AuditPublisher
@@ -206,7 +206,8 @@ class ApplyRunner:
             "bootstrap.servers": self.bootstrap,
             "group.id": f"replicator-apply-{self.target.name}",
             "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
+            # Never "earliest": a stored offset Kafka no longer holds would silently skip to the oldest message.
+            "auto.offset.reset": "error",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 10,
         })
@@ -244,6 +245,38 @@ class ApplyRunner:
             _, end = watermarks(consumer, TopicPartition(topic, partition), timeout=30)
             self._own_ends[(topic, partition)] = end
         return consumer
+
+    def _lost_messages(self, topic: str, partition: int, offset: int) -> None:
+        """Kafka does not hold `offset` of a partition, which this applier has not applied: retention deleted it
+        (and maybe more) first, or the topic was deleted and created again. Stop naming what is lost, unless the
+        target says to skip (`on_lost_messages`); then read on from the oldest message Kafka holds. An own topic
+        is always skipped over: its messages only date the target's local edits (which, without them, are dated
+        by their rows)."""
+        consumer = self._kafka
+        assert consumer is not None
+        low, high = watermarks(consumer, TopicPartition(topic, partition), timeout=30)
+        if offset > high:
+            what = (f"the partition ends at offset {high}, before offset {offset} that this applier had reached "
+                    "(was the topic deleted and created again?)")
+        else:
+            what = f"offsets {offset} to {low - 1} were deleted (the topic's retention) before this applier read them"
+        if self.target.on_lost_messages == "stop" and topic not in self._own_tables:
+            raise FatalError(
+                f"target {self.target.name}: {topic} [{partition}]: {what}; the changes they held are lost for "
+                "this target. Request a new snapshot of the source's tables (replicator snapshot), then start the "
+                f"applier once with on_lost_messages: skip, which goes on from offset {low}"
+            )
+        log.warning("messages lost: reading on from the oldest Kafka holds", extra={
+            "target": self.target.name, "topic": topic, "partition": partition, "lost": what, "from_offset": low})
+        # Not `seek`: librdkafka refuses it for a partition stopped by its offset-reset error.
+        consumer.incremental_unassign([TopicPartition(topic, partition)])
+        consumer.incremental_assign([TopicPartition(topic, partition, low)])
+        if topic in self._own_tables:
+            self._own_next[(topic, partition)] = low
+            return
+        # The loop's thread holds `_assembly` here (`_route_messages`).
+        (self._markers.get(topic) or self._route[topic]).assembler.skip_to((topic, partition), low)
+        self._start_offsets[(topic, partition)] = low
 
     def _own_behind(self, consumer: Consumer) -> bool:
         """Whether some own topic has messages this runner has not read yet: the end it had at start, or the
@@ -400,6 +433,9 @@ class ApplyRunner:
         error = msg.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
+                return
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                self._lost_messages(msg.topic(), int(msg.partition()), int(msg.offset()))
                 return
             raise RetriableError(f"target {self.target.name}: reading Kafka: {error}")
         topic = msg.topic()

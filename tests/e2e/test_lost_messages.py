@@ -1,0 +1,89 @@
+"""Messages Kafka deleted before the applier applied them (the topics' retention, while the applier was stopped
+longer than it): the applier stops naming them rather than skipping them unseen, and goes on from the oldest
+message Kafka holds only when its target says `on_lost_messages: skip`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from replicator.config import load_config
+from replicator.devstack import ConnectionSettings
+from replicator.errors import FatalError
+from replicator.pipeline.apply_runner import build_apply
+from replicator.transport.topics import table_topic, transaction_topic
+from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.capture import capture_thread
+from tests.support.pipeline import running_pipeline, wait_until
+from tests.support.sides import Sides, drop_origins, make_sales_sides
+
+pytestmark = pytest.mark.e2e
+
+
+def _sell(sides: Sides, product: int, units: int) -> None:
+    sides.shop_sql("UPDATE ps_sales SET sold = sold + %s WHERE id_product = %s", (units, product))
+
+
+def _erp(sides: Sides) -> dict[Any, Any]:
+    return dict(sides.erp_sql("SELECT id, sold FROM product_sales"))
+
+
+def _delete_all_held(bootstrap: str, topics: list[str]) -> list[tuple[str, int, int]]:
+    """What the topics' retention does to messages older than it: every message they hold is deleted."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lost-messages-test"})
+    try:
+        metadata = consumer.list_topics(timeout=30)
+        ends = [(topic, partition, consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)[1])
+                for topic in topics for partition in metadata.topics[topic].partitions]
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures are served by it
+    futures = admin.delete_records([TopicPartition(topic, partition, end) for topic, partition, end in ends])
+    for future in futures.values():
+        future.result(timeout=30)
+    return [(topic, partition, end) for topic, partition, end in ends if end > 0]
+
+
+def test_messages_deleted_before_they_were_applied_stop_the_applier_naming_them_unless_it_is_told_to_skip(
+    devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
+) -> None:
+    sides = make_sales_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                             topic_prefix.split("_")[-1], products=3)
+    with running_pipeline(sides.config) as supervisor:
+        _sell(sides, 0, 2)
+        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 0}, "the first sale in the ERP", supervisor=supervisor,
+                   describe=lambda: str(_erp(sides)))
+    # The applier is stopped; capture goes on publishing sales, which the topics' retention then deletes.
+    with capture_thread(sides.config, sides.shop_source) as capture:
+        _sell(sides, 0, 5)
+        _sell(sides, 1, 4)
+        wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
+    table = table_topic(sides.shop_source, mariadb_database.name, "ps_sales")
+    deleted = _delete_all_held(devstack.kafka_bootstrap, [table, transaction_topic(sides.shop_source)])
+    assert deleted, "the topics held the sales"
+
+    runner = build_apply(load_config(sides.config), sides.erp_target)
+    with pytest.raises(FatalError) as stopped:
+        runner.run()
+    message = str(stopped.value)
+    assert f"target {sides.erp_target}: " in message and "were deleted (the topic's retention)" in message
+    assert any(f"{topic} [{partition}]" in message and f"goes on from offset {end}" in message
+               for topic, partition, end in deleted), message
+    assert _erp(sides) == {0: 2, 1: 0, 2: 0}  # nothing applied, nothing skipped
+
+    config = yaml.safe_load(sides.config.read_text())
+    config["targets"][0]["on_lost_messages"] = "skip"
+    sides.config.write_text(yaml.safe_dump(config))
+    with running_pipeline(sides.config) as supervisor:
+        _sell(sides, 2, 7)
+        # The lost sales of products 0 and 1 are not in the ERP; the sale made after them is, once.
+        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 7}, "the later sale in the ERP", supervisor=supervisor,
+                   describe=lambda: str(_erp(sides)))
+    assert sides.dead_letters("erp") == []
+    drop_origins(sides)
