@@ -292,6 +292,11 @@ class ReplicatorConfig(StrictModel):
             raise ValueError("target names must be unique")
         if self.targets and self.mappings is None:
             raise ValueError("targets need 'mappings': the mapping file or folder")
+        tags = [t.origin_name for t in self.targets]
+        shared = sorted({tag for tag in tags if tags.count(tag) > 1})
+        if shared:
+            # One writer session per tag: the second target's applier would wait for the first forever.
+            raise ValueError(f"targets' writer tags must be unique; shared: {', '.join(shared)}")
         names = [s.name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

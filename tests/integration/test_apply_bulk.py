@@ -5,6 +5,7 @@ decisions, with a refused transaction still dead-lettered alone."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -520,3 +521,23 @@ def test_a_batch_whose_audit_records_kafka_does_not_confirm_leaves_nothing_behin
     applier.apply_batch(units, ["src"] * len(units), progress, before_commit=lambda outcomes: None)
     assert len(target.rows("order_line")) == 10
     assert target.dialect.load_progress("audit-test").offsets == {("orders", 0): 11}
+
+
+# --- one writer session per writer tag -------------------------------------------------------------------
+
+
+def test_a_second_writer_session_with_the_same_tag_waits_until_the_first_is_gone(target: Target) -> None:
+    tag = f"replicator_lock_{uuid.uuid4().hex[:8]}"
+    kind = type(target.dialect)
+    first, second = kind(target.dialect.connection, tag), kind(target.dialect.connection, tag)
+    first.connect()
+    try:
+        with pytest.raises(RetriableError, match=f"another session writes as {tag} .* waits until it is gone"):
+            second.connect()
+        first.close()
+        second.connect()  # the first one's lock went with its session
+        second.close()
+    finally:
+        first.close()
+        if target.kind == "postgresql":
+            target.dialect.execute("SELECT pg_replication_origin_drop(%s)", (tag,))

@@ -25,6 +25,7 @@ from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 
 from replicator.apply.versions import expand
 from replicator.config import ResolvedConnection
+from replicator.errors import RetriableError
 
 Key = tuple[Any, ...]
 
@@ -52,6 +53,15 @@ class TargetDialect(abc.ABC):
     def connect(self, *, tag_writes: bool = True) -> None:
         """Open the connection; `tag_writes=False` for administration sessions (dead-letter commands),
         which write only the replicator's own tables and must not take the applier's writer tag."""
+
+    def _writer_busy(self) -> RetriableError:
+        """A tagged session could not take its writer lock: one writer session per writer tag, held for the
+        session's life (released when it ends, a crash included), so that a second applier of the same target
+        waits instead of applying the same changes again."""
+        return RetriableError(
+            f"target {self.connection.describe()}: another session writes as {self.writer_tag} (a second applier "
+            "of this target, or one still stopping): this one waits until it is gone"
+        )
 
     @abc.abstractmethod
     def close(self) -> None: ...

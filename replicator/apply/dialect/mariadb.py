@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -83,6 +84,15 @@ class MariaDbDialect(TargetDialect):
             )
         except pymysql.err.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None
+        if tag_writes:
+            # A named lock on the writer tag, held for the session's life (see `_writer_busy`). Lock names are
+            # at most 64 characters: a longer tag is named by its digest.
+            name = f"replicator writer {self.writer_tag}"
+            if len(name) > 64:
+                name = "replicator writer " + hashlib.sha256(self.writer_tag.encode()).hexdigest()[:40]
+            if self.execute("SELECT GET_LOCK(%s, 0)", (name,))[0][0] != 1:
+                self.close()
+                raise self._writer_busy()
 
     def _require(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
         if self._conn is None:

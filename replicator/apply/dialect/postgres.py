@@ -58,7 +58,17 @@ class PostgresDialect(TargetDialect):
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc}") from None
         self._tagged = tag_writes
         if tag_writes:
+            self._lock_writer_tag()
             self._setup_origin()
+
+    def _lock_writer_tag(self) -> None:
+        """A session-level advisory lock on the writer tag (see `_writer_busy`)."""
+        conn = self._require()
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext('replicator writer'), hashtext(%s))",
+                           (self.writer_tag,)).fetchone()
+        if not (row and row[0]):
+            self.close()
+            raise self._writer_busy()
 
     def _setup_origin(self) -> None:
         """Tag every transaction of this session with a replication origin, so that capture of this database
@@ -79,9 +89,11 @@ class PostgresDialect(TargetDialect):
                 "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <writer>"
             ) from None
         except psycopg.errors.ObjectInUse as exc:
-            raise ConfigError(
+            # Set up by a session that does not hold the writer lock (not an applier of this version).
+            self.close()
+            raise RetriableError(
                 f"target {self.connection.describe()}: replication origin {self.writer_tag} is in use by another "
-                f"session ({exc}); each applier process needs its own writer tag"
+                f"session ({exc}); waiting until it is gone"
             ) from None
 
     def _require(self) -> psycopg.Connection[tuple[Any, ...]]:

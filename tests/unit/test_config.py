@@ -1,0 +1,36 @@
+"""The configuration model's checks across targets and sources (each field's own are pydantic's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from replicator.config import ReplicatorConfig
+
+
+def _config(targets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kafka": {"bootstrap_servers": "127.0.0.1:9092"}, "mappings": "mappings.yaml", "targets": targets}
+
+
+def _target(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "postgresql", "system": "erp", "apply_from": ["shop"],
+            "connection": {"dsn": {"env": "ERP_DSN"}}, **extra}
+
+
+def test_two_targets_may_not_share_a_writer_tag() -> None:
+    # One writer session per tag: the second target's applier would wait for the first forever.
+    with pytest.raises(ValidationError, match="writer tags must be unique; shared: replicator_erp"):
+        ReplicatorConfig.model_validate(_config([_target("a", writer_tag="replicator_erp"),
+                                                 _target("b", writer_tag="replicator_erp")]))
+    # The default tags follow the names, which are unique.
+    config = ReplicatorConfig.model_validate(_config([_target("a"), _target("b")]))
+    assert [t.origin_name for t in config.targets] == ["replicator_a", "replicator_b"]
+
+
+def test_on_lost_messages_is_stop_unless_set_to_skip() -> None:
+    config = ReplicatorConfig.model_validate(_config([_target("a"), _target("b", on_lost_messages="skip")]))
+    assert [t.on_lost_messages for t in config.targets] == ["stop", "skip"]
+    with pytest.raises(ValidationError, match="on_lost_messages"):
+        ReplicatorConfig.model_validate(_config([_target("a", on_lost_messages="earliest")]))
