@@ -148,6 +148,7 @@ class ApplyRunner:
         self._own_pending: list[tuple[str, int, int, bytes | None]] = []
         self._own_next: dict[tuple[str, int], int] = {}
         self._own_ends: dict[tuple[str, int], int] = {}
+        self._absent_own: dict[str, OwnTable] = {}  # own topics that did not exist when the consumer was assigned
 
     def stop(self) -> None:
         self._stopping.set()
@@ -215,12 +216,13 @@ class ApplyRunner:
         metadata = consumer.list_topics(timeout=30)
         absent_own = sorted(t for t in self._own_tables if t not in metadata.topics)
         if absent_own:
-            # Not an error: the target's own capture may not run (yet). Its local edits are then dated by their
-            # rows, as without the own topics; the next start reads them.
-            log.warning("own topics absent: local edits dated by their rows", extra={
+            # Not an error: the target's own capture may not run yet (in the same `replicator run` it may be
+            # creating them right now). Its local edits are dated by their rows, as without the own topics, until
+            # they appear (`_adopt_own_topics`).
+            log.warning("own topics absent: local edits dated by their rows until they appear", extra={
                 "target": self.target.name, "topics": absent_own})
             for topic in absent_own:
-                del self._own_tables[topic]
+                self._absent_own[topic] = self._own_tables.pop(topic)
         topics += list(self._own_tables)
         self.applier.own_tables = {own.table: own for own in self._own_tables.values()}
         missing = [t for t in topics if t not in metadata.topics]
@@ -245,6 +247,24 @@ class ApplyRunner:
             _, end = watermarks(consumer, TopicPartition(topic, partition), timeout=30)
             self._own_ends[(topic, partition)] = end
         return consumer
+
+    def _adopt_own_topics(self, consumer: Consumer) -> None:
+        """Start reading the own topics that were absent at start and exist now, from their first message."""
+        metadata = consumer.list_topics(timeout=10)
+        found = sorted(t for t in self._absent_own if t in metadata.topics)
+        if not found:
+            return
+        assignment = []
+        for topic in found:
+            self._own_tables[topic] = self._absent_own.pop(topic)
+            for partition in metadata.topics[topic].partitions:
+                assignment.append(TopicPartition(topic, partition, 0))
+                self._own_next[(topic, partition)] = 0
+                self._own_ends[(topic, partition)] = watermarks(consumer, TopicPartition(topic, partition), 30)[1]
+        consumer.incremental_assign(assignment)
+        self.applier.own_tables = {own.table: own for own in self._own_tables.values()}
+        log.info("own topics appeared: local edits dated by them from now on", extra={
+            "target": self.target.name, "topics": found})
 
     def _lost_messages(self, topic: str, partition: int, offset: int) -> None:
         """Kafka does not hold `offset` of a partition, which this applier has not applied: retention deleted it
@@ -361,6 +381,8 @@ class ApplyRunner:
                     pending = written()
                     if not pending:
                         self.applier.process_retries()
+                    if self._absent_own:
+                        self._adopt_own_topics(consumer)
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
                 with self._assembly:
                     if not pending and not self._own_pending:

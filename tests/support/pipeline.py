@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,10 +19,13 @@ from replicator.transport.topics import offsets_topic
 
 
 @contextmanager
-def running_pipeline(config_path: Path) -> Iterator[Supervisor]:
+def running_pipeline(config_path: Path, *, without: Iterable[str] = ()) -> Iterator[Supervisor]:
+    """Every capture and applier of the config under one supervisor, but the sources named in `without`."""
     config = load_config(config_path)
     supervisor = Supervisor(max_backoff_s=2.0)
     for source in config.sources:
+        if source.name in without:
+            continue
         supervisor.add(f"capture:{source.name}", functools.partial(build_capture, config, source.name))
     for target in config.targets:
         supervisor.add(f"apply:{target.name}", functools.partial(build_apply, config, target.name))
