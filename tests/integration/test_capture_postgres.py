@@ -73,6 +73,12 @@ def test_snapshot_then_stream_with_transaction_metadata(
     assert [r.value["transaction"]["total_order"] for r in lines] == [2, 3]
 
 
+def _sql(db: PgDatabase, *statements: str) -> None:
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
 def _start(devstack: ConnectionSettings, db: PgDatabase, name: str, tables: list[str], tmp_path: Path,
            **extra: object) -> Path:
     return write_config(tmp_path / f"{name}.yaml", devstack.kafka_bootstrap,
@@ -118,9 +124,7 @@ def test_a_table_without_primary_key_and_an_unsupported_type_stop_start_up_namin
     devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
 ) -> None:
     name = pg_env
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE nokey (a int, b text)")
-        conn.execute("CREATE TABLE pricey (id int PRIMARY KEY, price money)")
+    _sql(pg_database, "CREATE TABLE nokey (a int, b text)", "CREATE TABLE pricey (id int PRIMARY KEY, price money)")
     config = _start(devstack, pg_database, name, ["public.nokey", "public.pricey", "public.missing"], tmp_path)
     with pytest.raises(ConfigError) as info, capture_thread(config, name):
         pass
@@ -137,8 +141,7 @@ def test_a_dropped_slot_stops_capture_with_what_to_do(
     devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
 ) -> None:
     name = pg_env
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    _sql(pg_database, "CREATE TABLE t (id int PRIMARY KEY)")
     config = _start(devstack, pg_database, name, ["public.t"], tmp_path)
     with capture_thread(config, name):
         with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
@@ -155,9 +158,7 @@ def test_an_idle_source_still_advances_its_slot(
     devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
 ) -> None:
     name = pg_env
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE captured (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE other (id int PRIMARY KEY)")
+    _sql(pg_database, "CREATE TABLE captured (id int PRIMARY KEY)", "CREATE TABLE other (id int PRIMARY KEY)")
     config = _start(devstack, pg_database, name, ["public.captured"], tmp_path, heartbeat_interval_s=0.5,
                     snapshot="never")
     with capture_thread(config, name), psycopg.connect(pg_database.dsn, autocommit=True) as conn:
@@ -229,8 +230,7 @@ def test_columns_added_retyped_and_dropped_while_capture_streams_are_in_the_even
     devstack: ConnectionSettings, pg_database: PgDatabase, pg_env: str, tmp_path: Path
 ) -> None:
     name = pg_env
-    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE item (id int PRIMARY KEY, qty int)")
+    _sql(pg_database, "CREATE TABLE item (id int PRIMARY KEY, qty int)")
     config = _start(devstack, pg_database, name, ["public.item"], tmp_path)
     with capture_thread(config, name), psycopg.connect(pg_database.dsn, autocommit=True) as conn:
         for sql in [
