@@ -55,3 +55,13 @@ def lost_connection_errors() -> tuple[type[BaseException], ...]:
 
     return (psycopg.OperationalError, psycopg.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError,
             pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+
+@functools.cache
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """Every error of the target drivers (psycopg, PyMySQL): what a rollback on a connection already lost may
+    raise, to be set aside for the error that lost it."""
+    import psycopg
+    import pymysql
+
+    return (psycopg.Error, pymysql.err.MySQLError)

@@ -42,6 +42,7 @@ from replicator.errors import (
     MissingReferenceError,
     RetriableError,
     SkippableRecordError,
+    driver_errors,
     lost_connection_errors,
 )
 from replicator.mapping.engine import instant_ms
@@ -61,13 +62,6 @@ def _data_error_types() -> tuple[type[BaseException], ...]:
         pymysql.err.DataError,
         pymysql.err.IntegrityError,
     )
-
-
-def _driver_error_types() -> tuple[type[BaseException], ...]:
-    import psycopg
-    import pymysql
-
-    return (psycopg.Error, pymysql.err.MySQLError)
 
 
 class AwaitingOwnEdits(Exception):
@@ -308,7 +302,7 @@ class Applier:
             # restarts the applier, which resumes from the progress stored with the last committed batch.
             # The rollback of a lost connection fails too (and the server has rolled back): what the batch
             # failed with is what is reported.
-            with contextlib.suppress(*_driver_error_types()):
+            with contextlib.suppress(*driver_errors()):
                 dialect.rollback()
             raise RetriableError(f"target {self.consumer}: {type(exc).__name__}: {exc}") from exc
         except BaseException:
