@@ -234,6 +234,12 @@ class TargetConfig(StrictModel):
         description="How long a change that refers to a row the target does not hold yet may wait for it while "
         "that row may still come (a snapshot being applied) before it is dead-lettered",
     )
+    writer_session_timeout_s: int = Field(
+        default=60, ge=1,
+        description="How long the target database keeps a writer session that fell silent (its applier's host lost, "
+        "or its process frozen) before it ends the session, rolls back its open transaction and frees its writer "
+        "lock for another applier. A running applier speaks to its session at least every second",
+    )
     on_lost_messages: Literal["stop", "skip"] = Field(
         default="stop",
         description="When Kafka no longer holds messages this applier has not applied (deleted by the topics' "

@@ -46,15 +46,19 @@ class MissingReferenceError(SkippableRecordError):
 @functools.cache
 def lost_connection_errors() -> tuple[type[BaseException], ...]:
     """The database drivers' errors for a server that went away, a connection found closed, a deadlock or a
-    lock-wait timeout: OperationalError and InterfaceError of psycopg, psycopg2 and PyMySQL. A runner turns one
-    that escapes it into a RetriableError (restart, resume from the stored position), so that a database
-    restarting is ridden out wherever the connection was in use when it went."""
+    lock-wait timeout, a session ended for its silence: OperationalError and InterfaceError of psycopg, psycopg2
+    and PyMySQL, and psycopg's IdleInTransactionSessionTimeout. A runner turns one that escapes it into a
+    RetriableError (restart, resume from the stored position), so that a database restarting is ridden out
+    wherever the connection was in use when it went."""
     import psycopg
     import psycopg2
     import pymysql
 
-    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError,
-            pymysql.err.OperationalError, pymysql.err.InterfaceError)
+    # PostgreSQL ends a session silent in a transaction with SQLSTATE 25P03, which psycopg files under
+    # InternalError (an invalid transaction state), though the connection is gone with it.
+    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.IdleInTransactionSessionTimeout,
+            psycopg2.OperationalError, psycopg2.InterfaceError, pymysql.err.OperationalError,
+            pymysql.err.InterfaceError)
 
 
 @functools.cache

@@ -383,6 +383,11 @@ class ApplyRunner:
                         self.applier.process_retries()
                     if self._absent_own:
                         self._adopt_own_topics(consumer)
+                elif time.monotonic() - last_retry_check >= 1.0 and writing is None:
+                    # Units wait (for own edits) with no batch being written: the writer session would fall
+                    # silent, and the server ends a session silent for writer_session_timeout_s.
+                    last_retry_check = time.monotonic()
+                    self.dialect.keep_alive()
                 messages = consumer.consume(num_messages=min(limit, 10000), timeout=0.05)
                 with self._assembly:
                     if not pending and not self._own_pending:
@@ -739,9 +744,8 @@ def target_dialect(target: TargetConfig) -> TargetDialect:
 
     connection = target.connection.resolve(f"targets.{target.name}.connection",
                                            5432 if target.kind == "postgresql" else 3306)
-    if target.kind == "postgresql":
-        return PostgresDialect(connection, target.origin_name)
-    return MariaDbDialect(connection, target.origin_name)
+    dialect = PostgresDialect if target.kind == "postgresql" else MariaDbDialect
+    return dialect(connection, target.origin_name, session_timeout_s=target.writer_session_timeout_s)
 
 
 def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:

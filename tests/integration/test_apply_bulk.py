@@ -5,6 +5,7 @@ decisions, with a refused transaction still dead-lettered alone."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from replicator.apply.reassembly import Event, SourcePosition, Unit
 from replicator.apply.rows import row_key_text
 from replicator.config import ResolvedConnection
 from replicator.conflict.policies import Outcome
-from replicator.errors import RetriableError
+from replicator.errors import RetriableError, lost_connection_errors
 from replicator.mapping.engine import MappingEngine
 from replicator.mapping.ops import Version
 from replicator.mapping.spec import MappingSet
@@ -536,6 +537,35 @@ def test_a_second_writer_session_with_the_same_tag_waits_until_the_first_is_gone
             second.connect()
         first.close()
         second.connect()  # the first one's lock went with its session
+        second.close()
+    finally:
+        first.close()
+        if target.kind == "postgresql":
+            target.dialect.execute("SELECT pg_replication_origin_drop(%s)", (tag,))
+
+
+def test_the_server_ends_a_silent_writer_session_and_frees_its_lock_for_the_next(target: Target) -> None:
+    """A writer whose applier fell silent (a lost host, a frozen process) does not keep the writer lock: its server
+    ends the session after `session_timeout_s`, open transaction included (rolled back), and a second writer
+    session takes the lock. Administration sessions keep the server's own limits."""
+    tag = f"replicator_silent_{uuid.uuid4().hex[:8]}"
+    kind = type(target.dialect)
+    table = target.table("silent")
+    target.dialect.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
+    first, second = kind(target.dialect.connection, tag, session_timeout_s=1), kind(target.dialect.connection, tag)
+    first.connect()
+    try:
+        first.keep_alive()
+        first.begin()
+        first.execute(f"INSERT INTO {table} (id) VALUES (1)")
+        time.sleep(2.5)  # silent, in a transaction
+        with pytest.raises(lost_connection_errors()):
+            first.commit()
+        second.connect()  # the first one's lock went with its session
+        assert target.dialect.execute(f"SELECT id FROM {table}") == []
+        setting = ("SELECT current_setting('idle_session_timeout')" if target.kind == "postgresql"
+                   else "SELECT @@session.wait_timeout")
+        assert str(target.dialect.execute(setting)[0][0]) in ("0", "28800")  # the untagged session: the default
         second.close()
     finally:
         first.close()

@@ -42,9 +42,15 @@ class TargetDialect(abc.ABC):
     name: str
     sa_dialect: SqlAlchemyDialect
 
-    def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
+    def __init__(
+        self, connection: ResolvedConnection, writer_tag: str, *, session_timeout_s: int | None = None
+    ) -> None:
         self.connection = connection
         self.writer_tag = writer_tag
+        # The writer session's silence limit (TargetConfig.writer_session_timeout_s): the server ends a session
+        # whose client stopped speaking, so that the writer lock of a lost or frozen applier does not outlive it.
+        # None: the server's own limits (administration sessions, which hold no writer lock, use them).
+        self.session_timeout_s = session_timeout_s
         self.quote = self.sa_dialect.identifier_preparer.quote
 
     # -- connection and transactions ------------------------------------------------------------------
@@ -62,6 +68,10 @@ class TargetDialect(abc.ABC):
             f"target {self.connection.describe()}: another session writes as {self.writer_tag} (a second applier "
             "of this target, or one still stopping): this one waits until it is gone"
         )
+
+    def keep_alive(self) -> None:
+        """One round trip, so that the server does not take the session for a lost one (`session_timeout_s`)."""
+        self.execute("SELECT 1")
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -63,22 +63,29 @@ class MariaDbDialect(TargetDialect):
     identifier_quote = "`"
     sa_dialect = MySQLDialect_pymysql()
 
-    def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
-        super().__init__(connection, writer_tag)
+    def __init__(
+        self, connection: ResolvedConnection, writer_tag: str, *, session_timeout_s: int | None = None
+    ) -> None:
+        super().__init__(connection, writer_tag, session_timeout_s=session_timeout_s)
         self._conn: pymysql.connections.Connection[pymysql.cursors.Cursor] | None = None
 
     def connect(self, *, tag_writes: bool = True) -> None:
         info = self.connection
+        session = "SET SESSION time_zone='+00:00'"
+        if tag_writes:
+            # skip_replication tags every event this session writes to the binlog (no privilege needed), so the
+            # shop's capture recognises the replicator's writes and does not send them back. READ COMMITTED: an
+            # aggregate read after locking its target row must see the shop's transactions that committed while
+            # we waited for that lock (REPEATABLE READ would not).
+            session += ", skip_replication=1, tx_isolation='READ-COMMITTED'"
+            if self.session_timeout_s is not None:
+                # The server ends a session silent this long, in a transaction or not: that rolls back what it
+                # had not committed and releases its writer lock.
+                session += f", wait_timeout={self.session_timeout_s}"
         try:
             self._conn = pymysql.connect(
                 host=info.host, port=info.port, user=info.user, password=info.password.get_secret_value(),
-                database=info.database, autocommit=True, charset="utf8mb4",
-                # skip_replication tags every event this session writes to the binlog (no privilege needed),
-                # so the shop's capture recognises the replicator's writes and does not send them back.
-                # READ COMMITTED: an aggregate read after locking its target row must see the shop's
-                # transactions that committed while we waited for that lock (REPEATABLE READ would not).
-                init_command=("SET SESSION skip_replication=1, time_zone='+00:00', tx_isolation='READ-COMMITTED'"
-                              if tag_writes else "SET SESSION time_zone='+00:00'"),
+                database=info.database, autocommit=True, charset="utf8mb4", init_command=session,
                 # Several statements per round trip (update_many, delete_many): each as it would run alone.
                 client_flag=CLIENT.MULTI_STATEMENTS,
             )

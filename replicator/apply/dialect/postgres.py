@@ -41,18 +41,25 @@ class PostgresDialect(TargetDialect):
     name = "postgresql"
     sa_dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
-    def __init__(self, connection: ResolvedConnection, writer_tag: str) -> None:
-        super().__init__(connection, writer_tag)
+    def __init__(
+        self, connection: ResolvedConnection, writer_tag: str, *, session_timeout_s: int | None = None
+    ) -> None:
+        super().__init__(connection, writer_tag, session_timeout_s=session_timeout_s)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._tagged = True
 
     def connect(self, *, tag_writes: bool = True) -> None:
         info = self.connection
+        options = "-c TimeZone=UTC -c DateStyle=ISO"
+        if tag_writes and self.session_timeout_s is not None:
+            # Silent outside a transaction or inside one: either way the server ends the session, which rolls
+            # back what it had not committed and releases its writer lock and replication origin.
+            limit = f"{self.session_timeout_s}s"
+            options += f" -c idle_session_timeout={limit} -c idle_in_transaction_session_timeout={limit}"
         try:
             self._conn = psycopg.connect(
                 host=info.host, port=info.port, user=info.user, dbname=info.database,
-                password=info.password.get_secret_value(), autocommit=True,
-                options="-c TimeZone=UTC -c DateStyle=ISO",
+                password=info.password.get_secret_value(), autocommit=True, options=options,
             )
         except psycopg.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc}") from None
