@@ -126,6 +126,13 @@ class SourceBase(StrictModel):
         default=False, description="Publish transactions carrying the replicator's loop tag (audit only)"
     )
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    session_timeout_s: int = Field(
+        default=60, ge=1,
+        description="How long the source database keeps the log stream of a capture that fell silent (its host "
+        "lost, its process frozen) before ending it, so that a standby capture of the source takes over: "
+        "PostgreSQL's wal_sender_timeout for the replication connection, MariaDB's wait_timeout for the session "
+        "holding the capture's lock. At least twice heartbeat_interval_s",
+    )
 
     @field_validator("name")
     @classmethod
@@ -133,6 +140,14 @@ class SourceBase(StrictModel):
         if not SOURCE_NAME.match(value):
             raise ValueError("use letters, digits, '_' and '-' (it becomes part of Kafka topic names)")
         return value
+
+    @model_validator(mode="after")
+    def _session_outlasts_heartbeats(self) -> SourceBase:
+        # A healthy capture speaks to its server at least every heartbeat interval (standby status, lock check).
+        if self.session_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(f"session_timeout_s ({self.session_timeout_s}) must be at least twice "
+                             f"heartbeat_interval_s ({self.heartbeat_interval_s:g})")
+        return self
 
     @field_validator("tables")
     @classmethod

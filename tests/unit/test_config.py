@@ -34,3 +34,22 @@ def test_on_lost_messages_is_stop_unless_set_to_skip() -> None:
     assert [t.on_lost_messages for t in config.targets] == ["stop", "skip"]
     with pytest.raises(ValidationError, match="on_lost_messages"):
         ReplicatorConfig.model_validate(_config([_target("a", on_lost_messages="earliest")]))
+
+
+def _source(**extra: Any) -> dict[str, Any]:
+    return {"name": "shop", "kind": "mariadb", "connection": {"dsn": {"env": "SHOP_DSN"}},
+            "tables": ["shop.ps_orders"], "server_id": 4242, **extra}
+
+
+def test_a_source_session_outlasts_two_heartbeats_and_sessions_default_to_a_minute() -> None:
+    # A healthy capture speaks once per heartbeat interval: a shorter limit would end its own session.
+    with pytest.raises(ValidationError, match=r"session_timeout_s \(15\) must be at least twice heartbeat_interval_s"
+                                              r" \(10\)"):
+        ReplicatorConfig.model_validate({**_config([]), "sources": [_source(session_timeout_s=15)]})
+    config = ReplicatorConfig.model_validate({**_config([_target("a")]),
+                                              "sources": [_source(), _source(name="fast", heartbeat_interval_s=1,
+                                                                             session_timeout_s=2)]})
+    assert [s.session_timeout_s for s in config.sources] == [60, 2]
+    assert config.targets[0].writer_session_timeout_s == 60
+    with pytest.raises(ValidationError, match="writer_session_timeout_s"):
+        ReplicatorConfig.model_validate(_config([_target("a", writer_session_timeout_s=0)]))

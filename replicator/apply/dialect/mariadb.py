@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +16,7 @@ from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
 from replicator.apply.dialect.base import TargetDialect
 from replicator.config import ResolvedConnection
 from replicator.errors import RetriableError, SkippableRecordError
+from replicator.locks import mariadb_lock_name
 
 REPLICATOR_TABLES = [
     """CREATE TABLE IF NOT EXISTS replicator_progress (
@@ -92,11 +92,8 @@ class MariaDbDialect(TargetDialect):
         except pymysql.err.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc.args[-1]}") from None
         if tag_writes:
-            # A named lock on the writer tag, held for the session's life (see `_writer_busy`). Lock names are
-            # at most 64 characters: a longer tag is named by its digest.
-            name = f"replicator writer {self.writer_tag}"
-            if len(name) > 64:
-                name = "replicator writer " + hashlib.sha256(self.writer_tag.encode()).hexdigest()[:40]
+            # A named lock on the writer tag, held for the session's life (see `_writer_busy`).
+            name = mariadb_lock_name("writer", self.writer_tag)
             if self.execute("SELECT GET_LOCK(%s, 0)", (name,))[0][0] != 1:
                 self.close()
                 raise self._writer_busy()

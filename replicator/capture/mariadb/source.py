@@ -79,6 +79,7 @@ from replicator.events import (
     SourceTransaction,
     TableId,
 )
+from replicator.locks import mariadb_lock_name
 from replicator.transport.kafka import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,9 @@ class MariaDbCaptureSource(ResnapshotRequests):
         self._captured = frozenset(self._tables)
         self._publish_own = config.publish_own_writes
         self._reader: Any = None
+        # The session holding this source's capture lock (see `_take_lock`), and when it was last checked.
+        self._lock: Connection | None = None
+        self._lock_checked = 0.0
         self._needs_snapshot = False
         # What of an interrupted snapshot is in Kafka (capture/snapshot.py; points are GTID states), and
         # whether this run resumes one.
@@ -424,7 +428,62 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 raise ConfigError(f"source {self.name}: {info.describe()} refused the login: {exc.args[-1]}") from None
             raise RetriableError(f"source {self.name}: cannot connect to {info.describe()}: {exc.args[-1]}") from None
 
+    def _take_lock(self) -> None:
+        """One capture per source at a time: a named lock held by a session of its own for the capture's life.
+        A second capture of the source (a second `replicator run` by mistake, or a standby) would otherwise
+        stream too: both would publish every change, and as the server lets one binlog dump per server id,
+        each connection would end the other's dump in turn. The server ends the session once it is silent for
+        `session_timeout_s` (its capture's host lost, or its process frozen), which frees the lock."""
+        name = mariadb_lock_name("capture", self.name)
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SET SESSION wait_timeout = {int(self.config.session_timeout_s)}")
+                cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
+                row = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            conn.close()
+            raise RetriableError(f"source {self.name}: could not take the capture lock: {exc.args[-1]}") from None
+        if row is None or row[0] != 1:
+            conn.close()
+            raise RetriableError(
+                f"source {self.name}: another capture of this source runs (it holds the lock {name!r} on "
+                f"{self._conn_info.describe()}): this one waits until it is gone"
+            )
+        self._lock = conn
+        self._lock_checked = time.monotonic()
+
+    def _keep_lock(self) -> None:
+        """At most once a second: the lock's session is alive (which keeps it so). If the server ended it, a
+        standby capture may be streaming now: stop, and wait for the lock again."""
+        now = time.monotonic()
+        if self._lock is None or now - self._lock_checked < 1.0:
+            return
+        self._lock_checked = now
+        try:
+            self._lock.ping(reconnect=False)
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise RetriableError(
+                f"source {self.name}: the session holding the capture lock ended ({exc}); another capture may "
+                "have taken over, this one waits for the lock again"
+            ) from None
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                self._lock.close()
+            self._lock = None
+
     def open(self) -> None:
+        self._take_lock()
+        try:
+            self._open_stream_position()
+        except BaseException:
+            self._release_lock()  # the runner closes only a source that opened
+            raise
+
+    def _open_stream_position(self) -> None:
+        """Check the server and tables, and settle where streaming starts (stored GTID, snapshot or now)."""
         with self._connect() as conn:
             problems = self._check_server(conn)
             # The shapes are read again inside the snapshot transaction, where they match the data.
@@ -923,6 +982,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
 
     def _idle(self) -> Iterator[StreamItem]:
         """The server has nothing to send: offer the position of everything read, save offsets if due."""
+        self._keep_lock()
         self._save(force=False)
         if self._last_read is None:
             yield Heartbeat(None)
@@ -1245,6 +1305,7 @@ class MariaDbCaptureSource(ResnapshotRequests):
     # -- acknowledgement and shutdown ----------------------------------------------------------------
 
     def acknowledge(self, position: PostgresPosition | MariaDbPosition | SnapshotDone | SnapshotChunk) -> None:
+        self._keep_lock()
         if isinstance(position, SnapshotDone) and position.request is not None:
             self._resnapshot_done = position.request
             self._save_due = True
@@ -1330,6 +1391,9 @@ class MariaDbCaptureSource(ResnapshotRequests):
         except (FatalError, RetriableError) as exc:
             # Not fatal on its own: the next start re-sends from the last saved position.
             log.warning("source %s: could not save the last position %s: %s", self.name, self._acked_state, exc)
+        finally:
+            # Last: a standby capture that takes the lock then resumes from the position just saved.
+            self._release_lock()
 
 
 def _after_key(columns: Sequence[str], values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:

@@ -281,7 +281,9 @@ class PostgresCaptureSource(ResnapshotRequests):
                 user=info.user,
                 dbname=info.database,
                 password=info.password.get_secret_value(),
-                options=SESSION_OPTIONS,
+                # The walsender ends a stream whose reader stopped answering (a lost host, a frozen process)
+                # after wal_sender_timeout, which frees the slot for a standby capture.
+                options=f"{SESSION_OPTIONS} -c wal_sender_timeout={self.config.session_timeout_s}s",
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
             )
         except psycopg2.OperationalError as exc:
