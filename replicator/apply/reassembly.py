@@ -98,6 +98,13 @@ class TransactionAssembler:
         # Offsets of events consumed but not yet applied, per partition (for resume offsets).
         self._unapplied: dict[TopicPartition, dict[int, str | None]] = {}
         self._next: dict[TopicPartition, int] = {}
+        # Once messages of the transaction topic were skipped as lost (`skip_to`): the replication domains whose
+        # orphans (transactions whose END went with them) were dropped since. None: no such skip.
+        self._orphans_dropped_in: set[int] | None = None
+        # (transaction id, events dropped) of each orphan dropped, for the caller to report and clear.
+        self.dropped_orphans: list[tuple[str, int]] = []
+        # Whether messages of a table topic were skipped as lost: a transaction may then never be complete.
+        self._events_lost = False
 
     def _is_applied(self, position: SourcePosition) -> bool:
         return position.sequence <= self.applied.get(position.domain, -1)
@@ -204,11 +211,65 @@ class TransactionAssembler:
                 self._unapplied.get((self.transaction_topic, 0), {}).pop(unit.marker_offset, None)
         for event in unit.events:
             self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+        dropped_in = self._orphans_dropped_in
+        if dropped_in is not None and unit.position is not None and unit.position.domain not in dropped_in:
+            self._drop_orphans(unit.position.domain)
+            dropped_in.add(unit.position.domain)
 
     def skip_to(self, tp: TopicPartition, offset: int) -> None:
         """The partition's records before `offset` are gone from Kafka and skipped (the target's
         `on_lost_messages: skip`): it resumes from `offset` at the latest, even if nothing follows."""
         self._next[tp] = max(self._next.get(tp, 0), offset)
+        if tp[0] == self.transaction_topic:
+            self._orphans_dropped_in = set()  # any domain may have lost END markers
+        else:
+            self._events_lost = True
+
+    def blocked_head(self) -> str | None:
+        """Once events were skipped as lost: the transaction at the head of the commit order while it misses
+        events (it holds back every later one), else None."""
+        if not self._events_lost or not self._ends:
+            return None
+        head = self._ends[0]
+        pending = self._pending.get(head.transaction_id)
+        return head.transaction_id if (len(pending) if pending else 0) < head.event_count else None
+
+    def drop_incomplete(self) -> list[tuple[str, int, int]]:
+        """Forget every transaction whose END was read and that still misses events, which the caller found
+        can no longer come (every partition of the source read to its end after events were skipped as lost):
+        its events and END marker no longer hold back the later transactions, nor the resume offsets. Returns
+        (transaction id, events read, events its END announced) of each."""
+        kept: deque[_End] = deque()
+        dropped: list[tuple[str, int, int]] = []
+        for end in self._ends:
+            events = self._pending.get(end.transaction_id) or {}
+            if len(events) >= end.event_count:
+                kept.append(end)
+                continue
+            self._queued.discard(end.transaction_id)
+            self._pending.pop(end.transaction_id, None)
+            for event in events.values():
+                self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+            self._unapplied.get((self.transaction_topic, 0), {}).pop(end.offset, None)
+            dropped.append((end.transaction_id, len(events), end.event_count))
+        self._ends = kept
+        return dropped
+
+    def _drop_orphans(self, domain: int) -> None:
+        """Forget the transactions of `domain` at or below its applied position that no END announced: their
+        END markers were among the skipped messages (ENDs come in commit order, so a transaction's END is read
+        before any later one's, which is applied now). Their events cannot be applied as a whole transaction
+        any more, and held would pin their partitions' resume offsets for good. Once per domain after a skip:
+        events of such transactions read later are below the applied position, so `add_event` drops them."""
+        applied = self.applied.get(domain, -1)
+        for transaction_id, events in list(self._pending.items()):
+            position = position_of(transaction_id)
+            if transaction_id in self._queued or position.domain != domain or position.sequence > applied:
+                continue
+            del self._pending[transaction_id]
+            for event in events.values():
+                self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+            self.dropped_orphans.append((transaction_id, len(events)))
 
     def read_offsets(self) -> dict[TopicPartition, int]:
         """Per partition that delivered anything, the offset after the last record read."""

@@ -133,6 +133,9 @@ class ApplyRunner:
         self._deferred_since: dict[int, tuple[float, dict[tuple[str, int], int | None]]] = {}
         self._kafka: Consumer | None = None  # the consumer, once assigned
         self._start_offsets: dict[tuple[str, int], int] = {}  # the sources' partitions, from where they are read
+        # Per source, the transaction seen holding back the others at the last check, missing events that a
+        # skip of lost messages may have taken (`_drop_transactions_missing_lost_events`).
+        self._blocked_heads: dict[str, str] = {}
         # The assemblers are fed by the loop's thread and told what was applied by the writer's (_loop).
         self._assembly = threading.Lock()
         self._route: dict[str, SourceTopics] = {}
@@ -298,6 +301,37 @@ class ApplyRunner:
         (self._markers.get(topic) or self._route[topic]).assembler.skip_to((topic, partition), low)
         self._start_offsets[(topic, partition)] = low
 
+    def _drop_transactions_missing_lost_events(self) -> None:
+        """After messages of a table topic were skipped as lost (`on_lost_messages: skip`), a transaction whose END
+        was read may miss events that went with them, and would hold back its source's later transactions for
+        good. Seen at the head at two checks in a row (a second apart, so that no event is merely on its way),
+        with every partition of its source read to its end, it and every other transaction still missing events
+        are dropped, with a warning that names them: their changes are lost for this target, as the skipped
+        messages are."""
+        consumer = self._kafka
+        assert consumer is not None
+        for source in self.sources:
+            with self._assembly:
+                head = source.assembler.blocked_head()
+            if head is None or self._blocked_heads.get(source.source_name) != head:
+                if head is None:
+                    self._blocked_heads.pop(source.source_name, None)
+                else:
+                    self._blocked_heads[source.source_name] = head
+                continue
+            topics = {source.assembler.transaction_topic, *source.table_topics}
+            for (topic, partition), read in self._read_offsets().items():
+                if topic in topics and read < watermarks(consumer, TopicPartition(topic, partition), timeout=10)[1]:
+                    break  # more to read: the missing events may still come
+            else:
+                with self._assembly:
+                    dropped = source.assembler.drop_incomplete()
+                self._blocked_heads.pop(source.source_name, None)
+                log.warning("transactions missing events that were among the lost messages skipped are dropped: "
+                            "their changes are lost for this target, as the skipped ones", extra={
+                                "target": self.target.name, "source": source.source_name, "count": len(dropped),
+                                "transactions": [f"{tx} ({have} of {n} events)" for tx, have, n in dropped[:20]]})
+
     def _own_behind(self, consumer: Consumer) -> bool:
         """Whether some own topic has messages this runner has not read yet: the end it had at start, or the
         end the last fetch saw. Units wait for them (up to OWN_CATCH_UP_MAX_S), so that a conflict is decided
@@ -381,6 +415,7 @@ class ApplyRunner:
                     pending = written()
                     if not pending:
                         self.applier.process_retries()
+                        self._drop_transactions_missing_lost_events()
                     if self._absent_own:
                         self._adopt_own_topics(consumer)
                 elif time.monotonic() - last_retry_check >= 1.0 and writing is None:
@@ -648,6 +683,14 @@ class ApplyRunner:
                 for name, unit in applied:
                     by_name[name].assembler.mark_applied(unit)
                 for source in self.sources:
+                    orphans = source.assembler.dropped_orphans
+                    if orphans:
+                        log.warning("transactions whose END marker was among the lost messages skipped are "
+                                    "dropped: their changes are lost for this target, as the skipped ones", extra={
+                                        "target": self.target.name, "source": source.source_name,
+                                        "transactions": [f"{tx} ({n} events)" for tx, n in orphans[:20]],
+                                        "count": len(orphans)})
+                        orphans.clear()
                     progress.offsets.update(source.assembler.resume_offsets())
             if own_offsets:
                 progress.offsets.update(own_offsets)

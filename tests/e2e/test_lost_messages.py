@@ -1,9 +1,11 @@
 """Messages Kafka deleted before the applier applied them (the topics' retention, while the applier was stopped
 longer than it): the applier stops naming them rather than skipping them unseen, and goes on from the oldest
-message Kafka holds only when its target says `on_lost_messages: skip`."""
+message Kafka holds only when its target says `on_lost_messages: skip`; transactions whose END marker was lost
+with skipped messages are dropped, not kept waiting."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -85,5 +87,52 @@ def test_messages_deleted_before_they_were_applied_stop_the_applier_naming_them_
         # The lost sales of products 0 and 1 are not in the ERP; the sale made after them is, once.
         wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 7}, "the later sale in the ERP", supervisor=supervisor,
                    describe=lambda: str(_erp(sides)))
+    assert sides.dead_letters("erp") == []
+    drop_origins(sides)
+
+
+@pytest.mark.parametrize("lost", ["markers", "events"])
+def test_transactions_left_incomplete_by_lost_messages_are_dropped_after_a_skip_and_the_later_ones_applied(
+    lost: str, devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topic_prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Retention runs per topic: the transaction topic (two markers per transaction) can lose the END markers
+    of transactions whose events the table topic still holds (`markers`), and the table topic can lose the
+    events of transactions whose END markers are still there (`events`). Either way those transactions cannot
+    be applied whole: they are dropped, named in a warning, and neither hold back the later transactions
+    (which an END waiting for its lost events would, for good) nor pin the table topic's resume offset."""
+    caplog.set_level(logging.WARNING, logger="replicator.pipeline.apply_runner")
+    sides = make_sales_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                             topic_prefix.split("_")[-1], products=3)
+    config = yaml.safe_load(sides.config.read_text())
+    config["targets"][0]["on_lost_messages"] = "skip"
+    sides.config.write_text(yaml.safe_dump(config))
+    with running_pipeline(sides.config) as supervisor:
+        _sell(sides, 0, 2)
+        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 0}, "the first sale in the ERP", supervisor=supervisor,
+                   describe=lambda: str(_erp(sides)))
+    with capture_thread(sides.config, sides.shop_source) as capture:
+        _sell(sides, 0, 5)
+        _sell(sides, 1, 4)
+        wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
+    table = table_topic(sides.shop_source, mariadb_database.name, "ps_sales")
+    assert _delete_all_held(devstack.kafka_bootstrap,
+                            [transaction_topic(sides.shop_source) if lost == "markers" else table])
+    with running_pipeline(sides.config) as supervisor:
+        _sell(sides, 2, 7)
+        # The sales left incomplete are not applied; the later one is, once.
+        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 7}, "the later sale in the ERP", supervisor=supervisor,
+                   describe=lambda: str(_erp(sides)))
+    warning = ("whose END marker was among the lost messages" if lost == "markers"
+               else "missing events that were among the lost messages")
+    dropped = [r for r in caplog.records if warning in r.getMessage()]
+    assert dropped and getattr(dropped[0], "count", 0) == 2, [r.getMessage() for r in caplog.records]
+    # The stored resume offset of the table topic is its end: a restart does not read the dropped events again.
+    ((stored,),) = sides.erp_sql("SELECT next_offset FROM replicator_progress WHERE topic = %s", (table,))
+    consumer = Consumer({"bootstrap.servers": devstack.kafka_bootstrap, "group.id": "lost-messages-test"})
+    try:
+        assert stored == consumer.get_watermark_offsets(TopicPartition(table, 0), timeout=30)[1]
+    finally:
+        consumer.close()
     assert sides.dead_letters("erp") == []
     drop_origins(sides)

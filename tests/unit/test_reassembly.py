@@ -122,3 +122,77 @@ def test_any_arrival_order_and_duplication_releases_each_transaction_once_in_com
             released.append(unit.transaction_id)
             assembler.mark_applied(unit)
     assert released == [tx for tx, _ in transactions]
+
+
+def test_after_lost_end_markers_are_skipped_their_transactions_events_are_dropped_and_unpin_resume_offsets() -> None:
+    # Retention deleted the transaction topic's offsets 0-3 (the ENDs of 0-1-1 and 0-1-2, and of 7-3-1 in a
+    # second domain) while the table topic still holds their events.
+    assembler = TransactionAssembler(TX_TOPIC)
+    assembler.add_event(_event("t.a", 0, 0, "0-1-1", 1, 1))
+    assembler.add_event(_event("t.a", 0, 1, "0-1-2", 1, 2))
+    assembler.add_event(_event("t.a", 0, 2, "7-3-1", 1, 3))
+    assembler.skip_to((TX_TOPIC, 0), 4)
+    assembler.add_marker(0, 4, _end("0-1-3", 1))
+    assembler.add_event(_event("t.a", 0, 3, "0-1-3", 1, 4))
+    (unit,) = assembler.ready()
+    assert unit.transaction_id == "0-1-3"
+    assert assembler.resume_offsets()[("t.a", 0)] == 0  # pinned by the orphans until something is applied
+    assembler.mark_applied(unit)
+    assert assembler.dropped_orphans == [("0-1-1", 1), ("0-1-2", 1)]
+    # Domain 7's orphan goes once a transaction of that domain is applied; its copies read later are dropped.
+    assert assembler.resume_offsets()[("t.a", 0)] == 2
+    assembler.add_marker(0, 5, _end("7-3-2", 1))
+    assembler.add_event(_event("t.a", 0, 4, "7-3-2", 1, 5))
+    (later,) = assembler.ready()
+    assembler.mark_applied(later)
+    assert assembler.dropped_orphans[2:] == [("7-3-1", 1)]
+    assert assembler.resume_offsets() == {(TX_TOPIC, 0): 6, ("t.a", 0): 5}
+    assembler.add_event(_event("t.a", 0, 5, "0-1-2", 1, 2))  # a copy of an orphan's event, re-sent
+    assert assembler.ready() == [] and assembler.resume_offsets()[("t.a", 0)] == 6
+
+
+def test_without_a_skip_events_waiting_for_their_end_are_kept() -> None:
+    # Events often arrive before their END: only a skip of the transaction topic can make orphans.
+    assembler = TransactionAssembler(TX_TOPIC)
+    assembler.add_event(_event("t.a", 0, 0, "0-1-2", 1, 2))
+    assembler.add_marker(0, 0, _end("0-1-1", 1))
+    assembler.add_event(_event("t.a", 0, 1, "0-1-1", 1, 1))
+    (first,) = assembler.ready()
+    assembler.mark_applied(first)
+    assert assembler.dropped_orphans == []
+    assembler.add_marker(0, 1, _end("0-1-2", 1))
+    assert [u.transaction_id for u in assembler.ready()] == ["0-1-2"]
+
+
+def test_after_lost_events_are_skipped_transactions_missing_them_can_be_dropped_to_release_the_later_ones() -> None:
+    assembler = TransactionAssembler(TX_TOPIC)
+    assembler.add_marker(0, 0, _end("0-1-1", 2))
+    assembler.add_marker(0, 1, _end("0-1-2", 1))
+    assembler.add_marker(0, 2, _end("0-1-3", 1))
+    assert assembler.blocked_head() is None  # no skip: waiting for events is normal
+    # Retention deleted the table topic's offsets 0-1 (0-1-1's first event and 0-1-2's only one).
+    assembler.skip_to(("t.a", 0), 2)
+    assembler.add_event(_event("t.a", 0, 2, "0-1-1", 2, 2))
+    assembler.add_event(_event("t.a", 0, 3, "0-1-3", 1, 3))
+    assert assembler.ready() == []
+    assert assembler.blocked_head() == "0-1-1"
+    assert assembler.drop_incomplete() == [("0-1-1", 1, 2), ("0-1-2", 0, 1)]
+    assert assembler.blocked_head() is None
+    (unit,) = assembler.ready()
+    assert unit.transaction_id == "0-1-3"
+    assembler.mark_applied(unit)
+    assert assembler.resume_offsets() == {(TX_TOPIC, 0): 3, ("t.a", 0): 4}
+
+
+def test_dropping_incomplete_transactions_keeps_the_complete_ones_in_order() -> None:
+    assembler = TransactionAssembler(TX_TOPIC)
+    assembler.skip_to(("t.a", 0), 5)
+    assembler.add_marker(0, 0, _end("1:10", 1))
+    assembler.add_marker(0, 1, _end("2:20", 1))
+    assembler.add_marker(0, 2, _end("3:30", 2))
+    assembler.add_event(_event("t.a", 0, 5, "2:20", 1, 2))
+    assembler.add_event(_event("t.a", 0, 6, "3:30", 1, 3))
+    assembler.add_event(_event("t.a", 0, 7, "3:30", 2, 4))
+    assert assembler.blocked_head() == "1:10"
+    assert assembler.drop_incomplete() == [("1:10", 0, 1)]
+    assert [u.transaction_id for u in assembler.ready()] == ["2:20", "3:30"]
