@@ -301,15 +301,13 @@ class ApplyRunner:
         (self._markers.get(topic) or self._route[topic]).assembler.skip_to((topic, partition), low)
         self._start_offsets[(topic, partition)] = low
 
-    def _drop_transactions_missing_lost_events(self) -> None:
+    def _drop_transactions_missing_lost_events(self, consumer: Consumer) -> None:
         """After messages of a table topic were skipped as lost (`on_lost_messages: skip`), a transaction whose END
         was read may miss events that went with them, and would hold back its source's later transactions for
         good. Seen at the head at two checks in a row (a second apart, so that no event is merely on its way),
         with every partition of its source read to its end, it and every other transaction still missing events
         are dropped, with a warning that names them: their changes are lost for this target, as the skipped
         messages are."""
-        consumer = self._kafka
-        assert consumer is not None
         for source in self.sources:
             with self._assembly:
                 head = source.assembler.blocked_head()
@@ -415,7 +413,7 @@ class ApplyRunner:
                     pending = written()
                     if not pending:
                         self.applier.process_retries()
-                        self._drop_transactions_missing_lost_events()
+                        self._drop_transactions_missing_lost_events(consumer)
                     if self._absent_own:
                         self._adopt_own_topics(consumer)
                 elif time.monotonic() - last_retry_check >= 1.0 and writing is None:
