@@ -25,19 +25,11 @@ from replicator.devstack import ConnectionSettings, mariadb_connect
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
 from tests.support.servers import PrivateDatabase, private_mariadb, private_postgres
-from tests.support.sides import SALES_RULES, make_sides
+from tests.support.sides import make_sales_and_prices_sides
 
 pytestmark = pytest.mark.e2e
 
 PRODUCTS = 20
-
-# The ERP's list price per product, copied into the shop (last_writer_wins, the default policy).
-PRICE_RULES: list[dict[str, Any]] = [{
-    "name": "prices", "source": {"system": "erp", "table": "product_price", "key": ["id"]},
-    "target": {"system": "shop", "table": "ps_price"}, "key": {"id_product": "id"}, "on_delete": "ignore",
-    "fields": {"price": "price"},
-}]
-
 
 def _databases(maria: PrivateDatabase, pg: PrivateDatabase) -> tuple[MariaDatabase, PgDatabase]:
     admin: dict[str, str | int] = {"host": "127.0.0.1", "port": maria.port, "user": "root",
@@ -57,22 +49,8 @@ def test_the_pipeline_rides_out_both_databases_killed_twice_applying_every_delta
     pg = private_postgres(tmp_path / "servers")
     try:
         shop_db, erp_db = _databases(maria, pg)
-        sides = make_sides(
-            devstack, erp_db, shop_db, tmp_path, monkeypatch, topic_prefix.split("_")[-1],
-            shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))",
-                      "CREATE TABLE ps_price (id_product INT PRIMARY KEY, price DECIMAL(10,2) NOT NULL)"],
-            erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)",
-                     "CREATE TABLE product_price (id int PRIMARY KEY, price numeric(10,2) NOT NULL)"],
-            rules=SALES_RULES + PRICE_RULES, shop_tables=["ps_sales"], erp_tables=["product_price"],
-            # Small batches, so that the crashes fall between many target transactions.
-            target_options={"batch_max_events": 50, "batch_max_ms": 5},
-        )
-        sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
-                       + ", ".join(f"({p}, 0, 'p{p}')" for p in range(PRODUCTS)))
-        sides.shop_sql("INSERT INTO ps_price (id_product, price) VALUES "
-                       + ", ".join(f"({p}, 1.00)" for p in range(PRODUCTS)))
-        sides.erp_sql("INSERT INTO product_price (id, price) VALUES "
-                      + ", ".join(f"({p}, 1.00)" for p in range(PRODUCTS)))
+        sides = make_sales_and_prices_sides(devstack, erp_db, shop_db, tmp_path, monkeypatch,
+                                            topic_prefix.split("_")[-1], PRODUCTS)
         rng = random.Random(17)
         with running_pipeline(sides.config) as supervisor:
             wait_for_snapshots(sides.config, supervisor)

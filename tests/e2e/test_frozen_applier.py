@@ -22,9 +22,8 @@ import yaml
 
 from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
-from tests.e2e.test_database_outage import PRICE_RULES
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
-from tests.support.sides import SALES_RULES, Sides, drop_origins, make_sides
+from tests.support.sides import Sides, drop_origins, make_sales_and_prices_sides
 
 pytestmark = pytest.mark.e2e
 
@@ -97,21 +96,10 @@ def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_
     devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
 ) -> None:
-    sides = make_sides(
-        devstack, pg_database, mariadb_database, tmp_path, monkeypatch, topic_prefix.split("_")[-1],
-        shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))",
-                  "CREATE TABLE ps_price (id_product INT PRIMARY KEY, price DECIMAL(10,2) NOT NULL)"],
-        erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)",
-                 "CREATE TABLE product_price (id int PRIMARY KEY, price numeric(10,2) NOT NULL)"],
-        rules=SALES_RULES + PRICE_RULES, shop_tables=["ps_sales"], erp_tables=["product_price"],
-        # Small batches, so that the freeze is likely to catch a target transaction open.
-        target_options={"batch_max_events": 50, "batch_max_ms": 5, "writer_session_timeout_s": SESSION_TIMEOUT_S},
-    )
-    sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
-                   + ", ".join(f"({p}, 0, 'p{p}')" for p in range(PRODUCTS)))
-    sides.shop_sql("INSERT INTO ps_price (id_product, price) VALUES "
-                   + ", ".join(f"({p}, 1.00)" for p in range(PRODUCTS)))
-    sides.erp_sql("INSERT INTO product_price (id, price) VALUES " + ", ".join(f"({p}, 1.00)" for p in range(PRODUCTS)))
+    # Small batches, so that the freeze is likely to catch a target transaction open.
+    sides = make_sales_and_prices_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                                        topic_prefix.split("_")[-1], PRODUCTS,
+                                        writer_session_timeout_s=SESSION_TIMEOUT_S)
     captures, appliers = _split(sides.config)
     log_path = tmp_path / "first-applier.log"
     with running_pipeline(captures) as capturing:

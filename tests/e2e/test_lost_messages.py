@@ -35,6 +35,19 @@ def _erp(sides: Sides) -> dict[Any, Any]:
     return dict(sides.erp_sql("SELECT id, sold FROM product_sales"))
 
 
+def _sales_published_while_the_applier_is_stopped(sides: Sides) -> None:
+    """A first sale applied in the ERP; then, with the applier stopped, two more sales that capture alone
+    publishes (products 0 and 1)."""
+    with running_pipeline(sides.config) as supervisor:
+        _sell(sides, 0, 2)
+        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 0}, "the first sale in the ERP", supervisor=supervisor,
+                   describe=lambda: str(_erp(sides)))
+    with capture_thread(sides.config, sides.shop_source) as capture:
+        _sell(sides, 0, 5)
+        _sell(sides, 1, 4)
+        wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
+
+
 def _delete_all_held(bootstrap: str, topics: list[str]) -> list[tuple[str, int, int]]:
     """What the topics' retention does to messages older than it: every message they hold is deleted."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lost-messages-test"})
@@ -57,15 +70,8 @@ def test_messages_deleted_before_they_were_applied_stop_the_applier_naming_them_
 ) -> None:
     sides = make_sales_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
                              topic_prefix.split("_")[-1], products=3)
-    with running_pipeline(sides.config) as supervisor:
-        _sell(sides, 0, 2)
-        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 0}, "the first sale in the ERP", supervisor=supervisor,
-                   describe=lambda: str(_erp(sides)))
     # The applier is stopped; capture goes on publishing sales, which the topics' retention then deletes.
-    with capture_thread(sides.config, sides.shop_source) as capture:
-        _sell(sides, 0, 5)
-        _sell(sides, 1, 4)
-        wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
+    _sales_published_while_the_applier_is_stopped(sides)
     table = table_topic(sides.shop_source, mariadb_database.name, "ps_sales")
     deleted = _delete_all_held(devstack.kafka_bootstrap, [table, transaction_topic(sides.shop_source)])
     assert deleted, "the topics held the sales"
@@ -107,14 +113,7 @@ def test_transactions_left_incomplete_by_lost_messages_are_dropped_after_a_skip_
     config = yaml.safe_load(sides.config.read_text())
     config["targets"][0]["on_lost_messages"] = "skip"
     sides.config.write_text(yaml.safe_dump(config))
-    with running_pipeline(sides.config) as supervisor:
-        _sell(sides, 0, 2)
-        wait_until(lambda: _erp(sides) == {0: 2, 1: 0, 2: 0}, "the first sale in the ERP", supervisor=supervisor,
-                   describe=lambda: str(_erp(sides)))
-    with capture_thread(sides.config, sides.shop_source) as capture:
-        _sell(sides, 0, 5)
-        _sell(sides, 1, 4)
-        wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
+    _sales_published_while_the_applier_is_stopped(sides)
     table = table_topic(sides.shop_source, mariadb_database.name, "ps_sales")
     assert _delete_all_held(devstack.kafka_bootstrap,
                             [transaction_topic(sides.shop_source) if lost == "markers" else table])

@@ -145,3 +145,41 @@ def make_sales_sides(
     sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
                    + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
     return sides
+
+
+# The ERP's list price per product, copied into the shop (last_writer_wins, the default policy).
+PRICE_RULES: list[dict[str, Any]] = [{
+    "name": "prices", "source": {"system": "erp", "table": "product_price", "key": ["id"]},
+    "target": {"system": "shop", "table": "ps_price"}, "key": {"id_product": "id"}, "on_delete": "ignore",
+    "fields": {"price": "price"},
+}]
+
+
+def make_sales_and_prices_sides(
+    devstack: ConnectionSettings,
+    erp_database: PgDatabase,
+    shop_database: MariaDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    products: int,
+    **target_options: Any,
+) -> Sides:
+    """Both directions at once: the shop's sales counters summed into the ERP (`delta`) and the ERP's prices
+    copied into the shop, for `products` products (sales at 0, prices at 1.00 on both sides), applied in small
+    batches (50 events, 5 ms) so that crashes and freezes fall between many target transactions."""
+    sides = make_sides(
+        devstack, erp_database, shop_database, tmp_path, monkeypatch, suffix,
+        shop_ddl=["CREATE TABLE ps_sales (id_product INT PRIMARY KEY, sold INT NOT NULL, label VARCHAR(40))",
+                  "CREATE TABLE ps_price (id_product INT PRIMARY KEY, price DECIMAL(10,2) NOT NULL)"],
+        erp_ddl=["CREATE TABLE product_sales (id int PRIMARY KEY, sold int NOT NULL DEFAULT 0, label varchar)",
+                 "CREATE TABLE product_price (id int PRIMARY KEY, price numeric(10,2) NOT NULL)"],
+        rules=SALES_RULES + PRICE_RULES, shop_tables=["ps_sales"], erp_tables=["product_price"],
+        target_options={"batch_max_events": 50, "batch_max_ms": 5, **target_options},
+    )
+    sides.shop_sql("INSERT INTO ps_sales (id_product, sold, label) VALUES "
+                   + ", ".join(f"({p}, 0, 'p{p}')" for p in range(products)))
+    prices = ", ".join(f"({p}, 1.00)" for p in range(products))
+    sides.shop_sql(f"INSERT INTO ps_price (id_product, price) VALUES {prices}")
+    sides.erp_sql(f"INSERT INTO product_price (id, price) VALUES {prices}")
+    return sides
