@@ -18,6 +18,9 @@ from replicator.transport.kafka import is_transient
 
 log = logging.getLogger(__name__)
 
+# How often a waiting main thread wakes up, so that the Python handler of a signal runs (see Supervisor.wait).
+WAKE_S = 0.2
+
 
 class Runnable(Protocol):
     def run(self) -> object: ...
@@ -99,11 +102,18 @@ class Supervisor:
                 worker.current.stop()
 
     def wait(self, timeout: float | None = None) -> list[str]:
-        """Block until every worker ended (after `stop` or a fatal error); returns the fatal errors."""
+        """Block until every worker ended (after `stop` or a fatal error); returns the fatal errors.
+
+        Wakes every WAKE_S: Python runs a signal's handler (SIGTERM: `stop`) in the main thread, when that
+        thread next runs bytecode, and the kernel may hand a process's signal to any of its threads (it does
+        to a librdkafka or worker thread when the process wakes from SIGSTOP, the main thread not being
+        ready to take it): an untimed wait would then never run the handler and SIGTERM would be lost."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for worker in self.workers:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            worker.done.wait(remaining)
+            while True:
+                remaining = WAKE_S if deadline is None else min(WAKE_S, max(0.0, deadline - time.monotonic()))
+                if worker.done.wait(remaining) or (deadline is not None and time.monotonic() >= deadline):
+                    break
         return list(self._fatal)
 
     @property

@@ -2,7 +2,9 @@
 worker; anything else stops the pipeline with the worker's name and the error."""
 from __future__ import annotations
 
+import signal
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -57,3 +59,26 @@ def test_a_kafka_error_that_is_not_transient_stops_the_pipeline_naming_the_worke
 def test_a_fatal_error_stops_the_pipeline_with_its_message() -> None:
     supervisor, _ = _supervise([FatalError("slot replicator_erp was dropped")])
     assert supervisor.wait(10) == ["apply:erp-writer: slot replicator_erp was dropped"]
+
+
+def test_a_signal_handed_to_another_thread_still_stops_a_supervisor_the_main_thread_waits_on() -> None:
+    # The kernel may give a process's SIGTERM to any thread (it does to a librdkafka or worker thread when the
+    # process wakes from SIGSTOP); Python runs the handler in the main thread only when that thread runs.
+    supervisor, started = _supervise([])
+    assert started.wait(5)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: supervisor.stop())
+    try:
+        def signal_this_thread_later() -> None:
+            time.sleep(0.5)  # the main thread is waiting on the supervisor by then
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+        other = threading.Thread(target=signal_this_thread_later)
+        begun = time.monotonic()
+        other.start()
+        assert supervisor.wait(8) == []
+        # An untimed wait would have returned only when the worker's own 10 s were up (here: the 8 s limit).
+        assert time.monotonic() - begun < 4
+        assert supervisor.stopping
+        other.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
