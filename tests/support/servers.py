@@ -3,6 +3,8 @@ keeps across restarts, with its data, as a server restarted by its operator afte
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import uuid
@@ -23,6 +25,7 @@ class PrivateServer:
         self.ports = self._state.ports
         self.port = self._state.main_port
         self.restarts = 0
+        self.thaws = 0
 
     def kill(self) -> None:
         """kill -9 of the server's whole process group (for PostgreSQL, the postmaster and every backend)."""
@@ -33,7 +36,18 @@ class PrivateServer:
         assert self._state.ports == self.ports, (self._state.ports, self.ports)
         self.restarts += 1
 
+    def freeze(self) -> None:
+        """SIGSTOP of the server's whole process group: its connections stay open and its clients' requests
+        hang, as with a paused virtual machine or a server stuck on its disk."""
+        os.killpg(os.getpgid(self._state.pid), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(os.getpgid(self._state.pid), signal.SIGCONT)
+        self.thaws += 1
+
     def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(self._state.pid), signal.SIGCONT)  # a frozen one would not die of SIGKILL's wait
         stop_server(self._state, signal.SIGKILL)
         # As root PostgreSQL's data may live outside `root` (see PostgresServer.start): remove it too.
         shutil.rmtree(Path(self._state.data_dir).parent, ignore_errors=True)
