@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,12 +210,16 @@ class TransactionAssembler:
             self.applied[unit.position.domain] = max(current, unit.position.sequence)
             if unit.marker_offset is not None:
                 self._unapplied.get((self.transaction_topic, 0), {}).pop(unit.marker_offset, None)
-        for event in unit.events:
-            self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+        self._forget(unit.events)
         dropped_in = self._orphans_dropped_in
         if dropped_in is not None and unit.position is not None and unit.position.domain not in dropped_in:
             self._drop_orphans(unit.position.domain)
             dropped_in.add(unit.position.domain)
+
+    def _forget(self, events: Iterable[Event]) -> None:
+        """The events no longer wait to be applied: restarts need not read them again."""
+        for event in events:
+            self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
 
     def skip_to(self, tp: TopicPartition, offset: int) -> None:
         """The partition's records before `offset` are gone from Kafka and skipped (the target's
@@ -248,8 +253,7 @@ class TransactionAssembler:
                 continue
             self._queued.discard(end.transaction_id)
             self._pending.pop(end.transaction_id, None)
-            for event in events.values():
-                self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+            self._forget(events.values())
             self._unapplied.get((self.transaction_topic, 0), {}).pop(end.offset, None)
             dropped.append((end.transaction_id, len(events), end.event_count))
         self._ends = kept
@@ -267,8 +271,7 @@ class TransactionAssembler:
             if transaction_id in self._queued or position.domain != domain or position.sequence > applied:
                 continue
             del self._pending[transaction_id]
-            for event in events.values():
-                self._unapplied.get((event.topic, event.partition), {}).pop(event.offset, None)
+            self._forget(events.values())
             self.dropped_orphans.append((transaction_id, len(events)))
 
     def read_offsets(self) -> dict[TopicPartition, int]:
