@@ -126,6 +126,8 @@ class ApplyRunner:
         self._deferred: list[tuple[str, Unit]] = []
         self._waiting: dict[str, deque[Unit]] = {}
         self._retry = False
+        # Lost messages were skipped and no batch has stored the position after them yet (see `_lost_messages`).
+        self._skip_unrecorded = False
         self._reads_at = float("-inf")  # when a batch last held a snapshot read
         self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
         # Per deferred unit (by id): when it was first deferred, and the sources' partitions' ends then (None: not
@@ -300,6 +302,9 @@ class ApplyRunner:
         # The loop's thread holds `_assembly` here (`_route_messages`).
         (self._markers.get(topic) or self._route[topic]).assembler.skip_to((topic, partition), low)
         self._start_offsets[(topic, partition)] = low
+        # Stored at once by a batch of its own if no other comes: a restart, maybe with on_lost_messages set back
+        # to stop, then starts after the gap instead of meeting it again.
+        self._skip_unrecorded = True
 
     def _drop_transactions_missing_lost_events(self, consumer: Consumer) -> None:
         """After messages of a table topic were skipped as lost (`on_lost_messages: skip`), a transaction whose END
@@ -436,10 +441,11 @@ class ApplyRunner:
                             and now - first_ready < OWN_CATCH_UP_MAX_S):
                         continue  # local edits published before these units are still to be read: read them first
                     pending = hand_over(pending)
-                elif self._retry_due() and now - last_deferred_try >= 0.5 and not pending:
+                elif (self._retry_due() or self._skip_unrecorded) and now - last_deferred_try >= 0.5 and not pending:
                     last_deferred_try = now
                     pending = written()
-                    if self._retry_due() and not pending:
+                    if (self._retry_due() or self._skip_unrecorded) and not pending:
+                        self._skip_unrecorded = False
                         # Waiting for own edits, the deferred units stay deferred (`_apply`), tried again in 0.5 s.
                         with contextlib.suppress(AwaitingOwnEdits):
                             self._finish(*self._apply([], read=self._read_offsets()))

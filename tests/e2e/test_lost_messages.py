@@ -48,6 +48,12 @@ def _sales_published_while_the_applier_is_stopped(sides: Sides) -> None:
         wait_until(lambda: capture.stats.transactions >= 2, "the two sales captured")
 
 
+def _set_on_lost_messages(sides: Sides, value: str) -> None:
+    config = yaml.safe_load(sides.config.read_text())
+    config["targets"][0]["on_lost_messages"] = value
+    sides.config.write_text(yaml.safe_dump(config))
+
+
 def _delete_all_held(bootstrap: str, topics: list[str]) -> list[tuple[str, int, int]]:
     """What the topics' retention does to messages older than it: every message they hold is deleted."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lost-messages-test"})
@@ -85,9 +91,18 @@ def test_messages_deleted_before_they_were_applied_stop_the_applier_naming_them_
                for topic, partition, end in deleted), message
     assert _erp(sides) == {0: 2, 1: 0, 2: 0}  # nothing applied, nothing skipped
 
-    config = yaml.safe_load(sides.config.read_text())
-    config["targets"][0]["on_lost_messages"] = "skip"
-    sides.config.write_text(yaml.safe_dump(config))
+    _set_on_lost_messages(sides, "skip")
+    lost_ends = {topic: end for topic, _, end in deleted}
+
+    def stored() -> dict[str, int]:
+        rows = sides.erp_sql("SELECT topic, next_offset FROM replicator_progress")
+        return {topic: offset for topic, offset in rows if topic in lost_ends}
+
+    with running_pipeline(sides.config) as supervisor:
+        # Nothing follows the gap: the skip is stored all the same, by a batch of its own.
+        wait_until(lambda: stored() == lost_ends, "the position after the gap stored", supervisor=supervisor,
+                   describe=lambda: f"stored {stored()}, ends {lost_ends}")
+    _set_on_lost_messages(sides, "stop")  # as the error message says to, once the gap is skipped
     with running_pipeline(sides.config) as supervisor:
         _sell(sides, 2, 7)
         # The lost sales of products 0 and 1 are not in the ERP; the sale made after them is, once.
@@ -110,9 +125,7 @@ def test_transactions_left_incomplete_by_lost_messages_are_dropped_after_a_skip_
     caplog.set_level(logging.WARNING, logger="replicator.pipeline.apply_runner")
     sides = make_sales_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
                              topic_prefix.split("_")[-1], products=3)
-    config = yaml.safe_load(sides.config.read_text())
-    config["targets"][0]["on_lost_messages"] = "skip"
-    sides.config.write_text(yaml.safe_dump(config))
+    _set_on_lost_messages(sides, "skip")
     _sales_published_while_the_applier_is_stopped(sides)
     table = table_topic(sides.shop_source, mariadb_database.name, "ps_sales")
     assert _delete_all_held(devstack.kafka_bootstrap,
