@@ -316,11 +316,11 @@ class ApplyRunner:
         for source in self.sources:
             with self._assembly:
                 head = source.assembler.blocked_head()
-            if head is None or self._blocked_heads.get(source.source_name) != head:
-                if head is None:
-                    self._blocked_heads.pop(source.source_name, None)
-                else:
-                    self._blocked_heads[source.source_name] = head
+            if head is None:
+                self._blocked_heads.pop(source.source_name, None)
+                continue
+            if self._blocked_heads.get(source.source_name) != head:
+                self._blocked_heads[source.source_name] = head  # seen once: look again at the next check
                 continue
             topics = {source.assembler.transaction_topic, *source.table_topics}
             for (topic, partition), read in self._read_offsets().items():
@@ -330,10 +330,15 @@ class ApplyRunner:
                 with self._assembly:
                     dropped = source.assembler.drop_incomplete()
                 self._blocked_heads.pop(source.source_name, None)
-                log.warning("transactions missing events that were among the lost messages skipped are dropped: "
-                            "their changes are lost for this target, as the skipped ones", extra={
-                                "target": self.target.name, "source": source.source_name, "count": len(dropped),
-                                "transactions": [f"{tx} ({have} of {n} events)" for tx, have, n in dropped[:20]]})
+                self._warn_dropped(source, "missing events that were",
+                                   [f"{tx} ({have} of {n} events)" for tx, have, n in dropped])
+
+    def _warn_dropped(self, source: SourceTopics, why: str, transactions: list[str]) -> None:
+        """Transactions left incomplete by lost messages that were skipped are dropped: say which."""
+        log.warning(f"transactions {why} among the lost messages skipped are dropped: their changes are lost for "
+                    "this target, as the skipped ones", extra={
+                        "target": self.target.name, "source": source.source_name, "count": len(transactions),
+                        "transactions": transactions[:20]})
 
     def _own_behind(self, consumer: Consumer) -> bool:
         """Whether some own topic has messages this runner has not read yet: the end it had at start, or the
@@ -689,11 +694,8 @@ class ApplyRunner:
                 for source in self.sources:
                     orphans = source.assembler.dropped_orphans
                     if orphans:
-                        log.warning("transactions whose END marker was among the lost messages skipped are "
-                                    "dropped: their changes are lost for this target, as the skipped ones", extra={
-                                        "target": self.target.name, "source": source.source_name,
-                                        "transactions": [f"{tx} ({n} events)" for tx, n in orphans[:20]],
-                                        "count": len(orphans)})
+                        self._warn_dropped(source, "whose END marker was",
+                                           [f"{tx} ({n} events)" for tx, n in orphans])
                         orphans.clear()
                     progress.offsets.update(source.assembler.resume_offsets())
             if own_offsets:
