@@ -369,7 +369,8 @@ def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     kind, batch, rows_expected = spec["target_kind"], spec["batch"], spec["rows"]
     event_topic, tx_topic, audit_topic = spec["event_topic"], spec["tx_topic"], spec["audit_topic"]
     consumer = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": f"floor-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False, "fetch.wait.max.ms": 10})
+                         "enable.auto.commit": False, "enable.partition.eof": False, "fetch.wait.max.ms": 10,
+                         "max.partition.fetch.bytes": 10485760})
     consumer.assign([TopicPartition(event_topic, 0, 0), TopicPartition(tx_topic, 0, 0)])
     audit = Producer({"bootstrap.servers": spec["bootstrap"], "enable.idempotence": True, "linger.ms": 20,
                       "compression.type": "lz4", "delivery.report.only.error": True})

@@ -68,6 +68,8 @@ HEARTBEAT_S = 0.2
 # 161-179k (one transaction); 0.5 ms 155-167k / 160-400k; 1 ms 109-175k / 198-207k; 2 ms 66-75k;
 # 5 ms 80-88k / 343-372k; 20 ms 151-177k / 409-416k. 20 ms is the fastest and steadiest for both.
 PG_CEILING_DRAINED_PAUSE_S = 0.02
+# Runs of the PostgreSQL floor (pg_floor_worker) per case, after the ceilings; the fastest is reported.
+FLOOR_RUNS = 3
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -252,6 +254,93 @@ def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {**measured, "events": rows, "transactions": commits, "payload_bytes": payload_bytes}
 
 
+def pg_floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """A lower bound on any PostgreSQL capture into Kafka, not the product: the least a reader that
+    publishes one Kafka message per change can do. The ceiling's read (with its pause), each Insert cut
+    into (key, row) by the capture's own compiled decoder and the two written as JSON (the bare row, no
+    envelope), then produced; each BEGIN and COMMIT produced as its raw pgoutput bytes. It ends when Kafka
+    has confirmed every message. No envelope, no transaction counts, no positions kept, no checkpoint, no
+    acknowledgement to the server: a capture meeting the contract (DESIGN 3) does all of this and more
+    per change, so it cannot be faster than this run on the same machine."""
+    import orjson
+    import psycopg2
+    import psycopg2.extras
+
+    from replicator.capture.postgres import pgoutput as pg
+    from replicator.capture.postgres.inserts import compile_insert_decoder
+    from replicator.capture.postgres.source import SESSION_OPTIONS
+    from replicator.capture.postgres.types import make_relation_decoders
+    from replicator.transport.kafka import EventProducer
+
+    producer = EventProducer(spec["bootstrap"], client_id="bench-floor", linger_ms=spec["linger_ms"])
+    produce, raw_produce = producer.produce, producer.raw_produce
+    rows_topic, tx_topic = spec["rows_topic"], spec["tx_topic"]
+    dumps = orjson.dumps
+    conn = psycopg2.connect(
+        os.environ[spec["dsn_env"]],
+        options=SESSION_OPTIONS,
+        connection_factory=psycopg2.extras.LogicalReplicationConnection,
+    )
+    cursor = conn.cursor()
+    window = Window(spec["server_pids"])
+    final = spec["final"]
+    pause_s = spec["pause_s"]
+    decoders: dict[bytes, Callable[[bytes], Any]] = {}
+    rows = commits = end_lsn = 0
+    in_final = False
+    window.start()
+    deadline = time.monotonic() + spec["timeout_s"]
+    cursor.start_replication(
+        slot_name=spec["slot"],
+        decode=False,
+        options={"proto_version": "1", "publication_names": spec["publication"]},
+    )
+    while True:
+        msg = cursor.read_message()
+        if msg is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pgoutput floor: {rows} rows after {spec['timeout_s']}s")
+            time.sleep(pause_s)
+            select.select([cursor], [], [], 1.0)
+            continue
+        payload = msg.payload
+        kind = payload[0]
+        if kind == 0x49:  # I
+            decoded = decoders[payload[1:5]](payload)
+            if decoded is None:
+                raise RuntimeError("pgoutput floor: an insert the compiled decoder does not take")
+            key, row = decoded
+            try:
+                raw_produce(rows_topic, dumps(row), dumps(key))
+            except BufferError:
+                produce(rows_topic, dumps(key), dumps(row))
+            rows += 1
+            continue
+        if kind == 0x42 or kind == 0x43:  # B, C: forwarded as they are
+            try:
+                raw_produce(tx_topic, payload)
+            except BufferError:
+                produce(tx_topic, None, payload)
+            if kind == 0x42:  # final_lsn(8) commit_ts(8) xid(4)
+                in_final = int.from_bytes(payload[17:21], "big") == final
+            else:  # flags(1) commit_lsn(8) end_lsn(8) commit_ts(8)
+                commits += 1
+                end_lsn = int.from_bytes(payload[10:18], "big")
+                if in_final:
+                    break
+        elif kind == 0x52:  # R: the relation's decoder, as capture compiles it
+            relation = pg.parse_message(payload, False)
+            assert isinstance(relation, pg.Relation)
+            names = [column.name for column in relation.columns]
+            keys = [i for i, column in enumerate(relation.columns) if column.is_key]
+            decoders[payload[1:5]] = compile_insert_decoder(names, make_relation_decoders(relation), keys)
+    producer.flush()
+    measured = window.stop()
+    cursor.send_feedback(flush_lsn=end_lsn, reply=True)
+    conn.close()
+    return {**measured, "events": rows, "transactions": commits}
+
+
 def mariadb_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Bare mysql-replication read from a GTID state, `.rows` decoded for every rows event of the table,
     stopped after the Xid of the final transaction (blocking=True: see the shared notes on
@@ -311,6 +400,7 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "capture": capture_worker,
     "pg-ceiling": pg_ceiling_worker,
     "mariadb-ceiling": mariadb_ceiling_worker,
+    "pg-floor": pg_floor_worker,
 }
 
 
@@ -409,6 +499,7 @@ class PostgresCase:
         self.workload, self.rows = workload, rows
         self.ceiling_slots = [f"bench_ceiling_{tag}_{i}" for i in range(1, ceilings + 1)]
         self.eager_slot = f"bench_ceiling_{tag}_eager"
+        self.floor_slots = [f"bench_floor_{tag}_{i}" for i in range(1, FLOOR_RUNS + 1)]
         self.table = f"public.{TABLE}"
         self.final: int | None = None
         self.publication = ""
@@ -444,7 +535,7 @@ class PostgresCase:
     def after_establish(self, source_config: Any) -> None:
         self.publication = source_config.publication_name
         with self.connect() as conn:
-            for slot in [*self.ceiling_slots, self.eager_slot]:
+            for slot in [*self.ceiling_slots, self.eager_slot, *self.floor_slots]:
                 conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
 
     def write(self) -> int:
@@ -484,6 +575,15 @@ class PostgresCase:
             "publication": self.publication,
             "final": self.final,
             "pause_s": 0.0,
+        }
+
+    def floor(self, index: int) -> tuple[str, dict[str, Any]] | None:
+        """The `index`-th run of pg_floor_worker, on a slot of its own."""
+        return "pg-floor", {
+            "slot": self.floor_slots[index],
+            "publication": self.publication,
+            "final": self.final,
+            "pause_s": PG_CEILING_DRAINED_PAUSE_S,
         }
 
     def server_version(self) -> str:
@@ -603,6 +703,9 @@ class MariaDbCase:
     def eager_ceiling(self) -> tuple[str, dict[str, Any]] | None:
         return None  # mysql-replication's reader has no such variant: its ceiling is the bare read
 
+    def floor(self, index: int) -> tuple[str, dict[str, Any]] | None:
+        return None  # capture already runs faster than the bare mysql-replication read
+
     def server_version(self) -> str:
         with self.cursor() as cur:
             cur.execute("SELECT VERSION()")
@@ -686,6 +789,7 @@ def run_case(
     kind: str, workload: str, rows: int, ctx: dict[str, Any], profile_path: Path | None
 ) -> dict[str, Any]:
     from replicator.config import load_config
+    from replicator.transport.kafka import TopicSpec, ensure_topics
     from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
 
     settings, workdir, runs = ctx["settings"], ctx["workdir"], ctx["runs"]
@@ -782,6 +886,22 @@ def run_case(
             captures.append(capture(index))
             ceilings.append(ceiling(index + 1))
         eager = ceiling(0, eager=True) if case.eager_ceiling() is not None else None
+        floors = []
+        for index in range(FLOOR_RUNS if case.floor(0) is not None else 0):
+            role, spec = case.floor(index)  # type: ignore[misc]
+            floor_topics = [f"{names[0]}-floor-{index}-rows", f"{names[0]}-floor-{index}-tx"]
+            topics[f"floor-{index}"] = floor_topics
+            ensure_topics(settings.kafka_bootstrap, [TopicSpec(t, 1, 1) for t in floor_topics])
+            run = run_worker(role, {**common, **spec, "bootstrap": settings.kafka_bootstrap,
+                                    "linger_ms": load_config(config_path).kafka.linger_ms,
+                                    "rows_topic": floor_topics[0], "tx_topic": floor_topics[1]}, workdir)
+            _check_counts(f"floor {index + 1}", run, rows, expected_txns)
+            in_kafka = topic_counts(settings.kafka_bootstrap, floor_topics)
+            if in_kafka != {floor_topics[0]: rows, floor_topics[1]: 2 * expected_txns}:
+                raise RuntimeError(f"the floor left {in_kafka} in Kafka, expected {rows} rows and "
+                                   f"{2 * expected_txns} markers")
+            print(f"   floor {index + 1}: {rows / run['wall_s']:>9,.0f} ev/s in {run['wall_s']:.2f}s", flush=True)
+            floors.append(run)
 
         # Each side's fastest run: noise on a shared machine (the broker, the database server and the
         # reader on the same cores) slows a run of either, it does not speed one up.
@@ -797,6 +917,8 @@ def run_case(
             ratio=(rows / best_capture["wall_s"]) / (rows / best["wall_s"]),
             ceiling_pause_s=PG_CEILING_DRAINED_PAUSE_S if eager is not None else None,
             eager_ceiling=None if eager is None else _figures(eager, rows),
+            floor=None if not floors else _figures(max(floors, key=lambda run: rows / run["wall_s"]), rows),
+            floor_runs=[_figures(run, rows) for run in floors],
             server_version=case.server_version(),
             loadavg_after=os.getloadavg()[0],
         )
@@ -805,7 +927,7 @@ def run_case(
         with contextlib.suppress(Exception):
             case.cleanup()
         with contextlib.suppress(Exception):
-            delete_topics(settings.kafka_bootstrap, [t for name in names for t in topics[name]])
+            delete_topics(settings.kafka_bootstrap, [t for case_topics in topics.values() for t in case_topics])
         os.environ.pop(env_var, None)
 
 
@@ -908,7 +1030,7 @@ def report(results: list[dict[str, Any]], previous: dict[tuple[str, str], Any]) 
     done = [r for r in results if "capture" in r]
     out = []
     if done:
-        capture_rows, detail_rows, ceiling_rows = [], [], []
+        capture_rows, detail_rows, ceiling_rows, floor_rows = [], [], [], []
         for r in done:
             cap, ceil = r["capture"], r["ceiling"]
             prev = previous.get((r["source"], r["workload"]))
@@ -972,6 +1094,20 @@ def report(results: list[dict[str, Any]], previous: dict[tuple[str, str], Any]) 
                         f"{cap['events_per_s'] / eager['events_per_s'] * 100:.1f}%",
                     ]
                 )
+            floor = r.get("floor")
+            if floor:
+                floor_rows.append(
+                    [
+                        *case,
+                        " / ".join(f"{run['events_per_s']:,.0f}" for run in r["floor_runs"]),
+                        f"{floor['events_per_s'] / ceil['events_per_s'] * 100:.1f}%",
+                        f"{floor['cpu_s_per_1k']:.3f}",
+                        f"{floor['main_thread_busy'] * 100:.0f}%",
+                        f"{floor['db_cpu_s_per_1k']:.3f}",
+                        f"{floor['kafka_cpu_s_per_1k']:.3f}",
+                        f"{cap['events_per_s'] / floor['events_per_s'] * 100:.1f}%",
+                    ]
+                )
         out += [
             "capture into Kafka (source open -> every event confirmed by Kafka and its position acknowledged):",
             _table(
@@ -997,6 +1133,18 @@ def report(results: list[dict[str, Any]], previous: dict[tuple[str, str], Any]) 
                 ceiling_rows,
             ),
         ]
+        if floor_rows:
+            out += [
+                "",
+                "floor (not the product: the ceiling's read, each insert decoded by capture's compiled decoder, key and"
+                " bare row as JSON, one message per change and the raw BEGIN/COMMIT bytes, until Kafka confirmed all;"
+                " no envelope, no checkpoint), compared with the fastest ceiling:",
+                _table(
+                    ["source", "workload", "runs ev/s", "floor/ceil", "cpu s/1k ev", "main thread", "db cpu s/1k",
+                     "kafka cpu s/1k", "capture/floor"],
+                    floor_rows,
+                ),
+            ]
     for r in results:
         if "error" in r:
             out.append(f"FAILED {r['source']} / {r['workload']}: {r['error']}")

@@ -50,8 +50,12 @@ def test_capture_benchmark_runs_every_case(devstack_dir: Path, tmp_path: Path) -
         assert r["rows"] == ROWS and r["kafka_messages"] == ROWS + 2 * r["transactions"]
         assert len(r["capture_runs"]) == 1 and len(r["ceiling_runs"]) == 2
         assert r["ratio"] > 0
-        # PostgreSQL's ceiling also has its read without the pause; MariaDB's has no such variant.
-        assert (r["eager_ceiling"] is not None) == (r["source"] == "postgresql")
+        # PostgreSQL's ceiling also has its read without the pause, and a floor (one message per change,
+        # no envelope) that put every message into Kafka; MariaDB has neither.
+        postgres = r["source"] == "postgresql"
+        assert (r["eager_ceiling"] is not None) == postgres
+        assert len(r["floor_runs"]) == (3 if postgres else 0)
+        assert (r["floor"] is not None) == postgres
 
 
 @pytest.mark.timeout(600)
