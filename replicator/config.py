@@ -63,6 +63,12 @@ class ConnectionConfig(StrictModel):
     user: str | None = None
     password: Secret | None = None
     database: str | None = None
+    network_timeout_s: int = Field(
+        default=30, ge=1, le=3600,
+        description="A connection whose server host or network path stays silent this long is ended and made"
+        " again (TCP keepalives and TCP_USER_TIMEOUT; also the connect timeout). A busy server still answers"
+        " at the TCP level, so long statements are not cut short.",
+    )
 
     @model_validator(mode="after")
     def _dsn_or_parts(self) -> ConnectionConfig:
@@ -81,6 +87,7 @@ class ConnectionConfig(StrictModel):
                 user=unquote(url.username),
                 password=SecretStr(unquote(url.password or "")),
                 database=url.path.strip("/"),
+                network_timeout_s=self.network_timeout_s,
             )
         assert self.user is not None and self.database is not None
         return ResolvedConnection(
@@ -89,6 +96,7 @@ class ConnectionConfig(StrictModel):
             user=self.user,
             password=self.password.resolve(f"{where}.password") if self.password else SecretStr(""),
             database=self.database,
+            network_timeout_s=self.network_timeout_s,
         )
 
 
@@ -100,6 +108,7 @@ class ResolvedConnection(BaseModel):
     user: str
     password: SecretStr
     database: str
+    network_timeout_s: int = 30
 
     def describe(self) -> str:
         """For logs and errors: everything but the password."""

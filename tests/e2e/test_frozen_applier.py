@@ -8,88 +8,31 @@ change applied twice would show), the shop (MariaDB) copies the ERP's prices."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import yaml
 
 from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
-from tests.support.sides import Sides, drop_origins, make_sales_and_prices_sides
+from tests.support.sales_and_prices import (
+    PRODUCTS,
+    SalesAndPricesWorkload,
+    converged,
+    split_config,
+    state_of,
+    write_for,
+)
+from tests.support.sides import drop_origins, make_sales_and_prices_sides
 
 pytestmark = pytest.mark.e2e
 
-PRODUCTS = 20
 SESSION_TIMEOUT_S = 3
-
-
-def _split(config: Path) -> tuple[Path, Path]:
-    """The config's captures alone, and its appliers alone."""
-    whole = yaml.safe_load(config.read_text())
-    captures, appliers = config.with_name("captures.yaml"), config.with_name("appliers.yaml")
-    captures.write_text(yaml.safe_dump({**whole, "targets": []}))
-    appliers.write_text(yaml.safe_dump({**whole, "sources": []}))
-    return captures, appliers
-
-
-class _Workload:
-    """Shop sales and ERP price changes, one transaction every few milliseconds, from start to stop."""
-
-    def __init__(self, sides: Sides, seed: int) -> None:
-        self._sides, self._rng = sides, random.Random(seed)
-        self._stop = threading.Event()
-        self._failures: list[BaseException] = []
-        self._thread = threading.Thread(target=self._write, name="workload")
-        self._thread.start()
-
-    def _write(self) -> None:
-        try:
-            while not self._stop.is_set():
-                product = self._rng.randrange(PRODUCTS)
-                if self._rng.random() < 0.5:
-                    self._sides.shop_sql("UPDATE ps_sales SET sold = sold + %s WHERE id_product = %s",
-                                         (self._rng.randint(1, 5), product))
-                else:
-                    self._sides.erp_sql("UPDATE product_price SET price = price + 0.01 WHERE id = %s", (product,))
-                time.sleep(0.005)
-        except Exception as exc:  # noqa: BLE001 (reported by stop(), not lost in the thread)
-            self._failures.append(exc)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._failures:
-            raise self._failures[0]
-
-
-def _write_for(sides: Sides, seconds: float, seed: int) -> None:
-    workload = _Workload(sides, seed)
-    time.sleep(seconds)
-    workload.stop()
-
-
-def _converged(sides: Sides) -> bool:
-    sales = dict(sides.shop_sql("SELECT id_product, sold FROM ps_sales"))
-    prices = dict(sides.erp_sql("SELECT id, price FROM product_price"))
-    return (dict(sides.erp_sql("SELECT id, sold FROM product_sales")) == sales
-            and dict(sides.shop_sql("SELECT id_product, price FROM ps_price")) == prices)
-
-
-def _state(sides: Sides) -> str:
-    return "\n".join(f"{what}: {rows}" for what, rows in (
-        ("shop sales", sorted(sides.shop_sql("SELECT id_product, sold FROM ps_sales"))),
-        ("erp sales", sorted(sides.erp_sql("SELECT id, sold FROM product_sales"))),
-        ("erp prices", sorted(sides.erp_sql("SELECT id, price FROM product_price"))),
-        ("shop prices", sorted(sides.shop_sql("SELECT id_product, price FROM ps_price"))),
-    ))
 
 
 def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_twice(
@@ -100,7 +43,7 @@ def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_
     sides = make_sales_and_prices_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
                                         topic_prefix.split("_")[-1], PRODUCTS,
                                         writer_session_timeout_s=SESSION_TIMEOUT_S)
-    captures, appliers = _split(sides.config)
+    captures, appliers = split_config(sides.config)
     log_path = tmp_path / "first-applier.log"
     with running_pipeline(captures) as capturing:
         wait_for_snapshots(captures, capturing)
@@ -109,12 +52,12 @@ def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_
                 [sys.executable, "-m", "replicator.cli", "run", "--config", str(appliers)],
                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
             )
-        workload: _Workload | None = None
+        workload: SalesAndPricesWorkload | None = None
         try:
-            _write_for(sides, 2, seed=3)
-            wait_until(lambda: _converged(sides), "the first applier applying both ways", timeout=90,
-                       supervisor=capturing, describe=lambda: _state(sides))
-            workload = _Workload(sides, seed=4)
+            write_for(sides, 2, seed=3)
+            wait_until(lambda: converged(sides), "the first applier applying both ways", timeout=90,
+                       supervisor=capturing, describe=lambda: state_of(sides))
+            workload = SalesAndPricesWorkload(sides, seed=4)
             time.sleep(1)
             first.send_signal(signal.SIGSTOP)
             frozen_at = time.monotonic()
@@ -124,15 +67,15 @@ def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_
                 workload.stop()
                 # Only the standby can apply now: convergence is its work, once the servers ended the frozen
                 # applier's sessions.
-                wait_until(lambda: _converged(sides), "the standby taking over while the first is frozen",
-                           timeout=90, supervisor=standby, describe=lambda: _state(sides))
+                wait_until(lambda: converged(sides), "the standby taking over while the first is frozen",
+                           timeout=90, supervisor=standby, describe=lambda: state_of(sides))
                 took_over_s = time.monotonic() - frozen_at
                 first.send_signal(signal.SIGCONT)  # it wakes up, finds its sessions gone and waits
-                _write_for(sides, 3, seed=5)
-                wait_until(lambda: _converged(sides), "both sides equal after the first one woke up",
-                           timeout=90, supervisor=standby, describe=lambda: _state(sides))
+                write_for(sides, 3, seed=5)
+                wait_until(lambda: converged(sides), "both sides equal after the first one woke up",
+                           timeout=90, supervisor=standby, describe=lambda: state_of(sides))
                 time.sleep(2)  # a change applied twice would show now
-                assert _converged(sides), _state(sides)
+                assert converged(sides), state_of(sides)
         finally:
             if workload is not None:
                 workload.stop()

@@ -53,3 +53,21 @@ def test_a_source_session_outlasts_two_heartbeats_and_sessions_default_to_a_minu
     assert config.targets[0].writer_session_timeout_s == 60
     with pytest.raises(ValidationError, match="writer_session_timeout_s"):
         ReplicatorConfig.model_validate(_config([_target("a", writer_session_timeout_s=0)]))
+
+
+def test_every_connection_has_a_network_timeout_of_half_a_minute_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERP_DSN", "postgresql://writer:secret@erp.example:5433/erp")
+    monkeypatch.setenv("SHOP_DSN", "mysql://reader:secret@shop.example/shop")
+    config = ReplicatorConfig.model_validate({
+        **_config([_target("a", connection={"dsn": {"env": "ERP_DSN"}, "network_timeout_s": 5})]),
+        "sources": [_source()],
+    })
+    assert config.targets[0].connection.resolve("targets[a]", 5432).network_timeout_s == 5
+    assert config.sources[0].connection.resolve("sources[shop]", 3306).network_timeout_s == 30
+    # The parts form carries it too.
+    parts = {"user": "w", "database": "erp", "network_timeout_s": 7}
+    config = ReplicatorConfig.model_validate(_config([_target("a", connection=parts)]))
+    assert config.targets[0].connection.resolve("targets[a]", 5432).network_timeout_s == 7
+    for bad in (0, 3601):
+        with pytest.raises(ValidationError, match="network_timeout_s"):
+            ReplicatorConfig.model_validate(_config([_target("a", connection={**parts, "network_timeout_s": bad})]))

@@ -17,6 +17,7 @@ from replicator.apply.dialect.base import TargetDialect
 from replicator.config import ResolvedConnection
 from replicator.errors import RetriableError, SkippableRecordError
 from replicator.locks import mariadb_lock_name
+from replicator.network import pymysql_connect
 
 REPLICATOR_TABLES = [
     """CREATE TABLE IF NOT EXISTS replicator_progress (
@@ -83,8 +84,9 @@ class MariaDbDialect(TargetDialect):
                 # had not committed and releases its writer lock.
                 session += f", wait_timeout={self.session_timeout_s}"
         try:
-            self._conn = pymysql.connect(
-                host=info.host, port=info.port, user=info.user, password=info.password.get_secret_value(),
+            self._conn = pymysql_connect(
+                host=info.host, port=info.port, timeout_s=info.network_timeout_s, user=info.user,
+                password=info.password.get_secret_value(),
                 database=info.database, autocommit=True, charset="utf8mb4", init_command=session,
                 # Several statements per round trip (update_many, delete_many): each as it would run alone.
                 client_flag=CLIENT.MULTI_STATEMENTS,

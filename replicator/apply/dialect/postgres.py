@@ -14,6 +14,7 @@ from replicator.apply.dialect.base import Key, TargetDialect, json_value
 from replicator.apply.versions import expand
 from replicator.config import ResolvedConnection
 from replicator.errors import ConfigError, RetriableError
+from replicator.network import libpq_options
 
 REPLICATOR_TABLES = [
     """CREATE TABLE IF NOT EXISTS replicator_progress (
@@ -60,6 +61,7 @@ class PostgresDialect(TargetDialect):
             self._conn = psycopg.connect(
                 host=info.host, port=info.port, user=info.user, dbname=info.database,
                 password=info.password.get_secret_value(), autocommit=True, options=options,
+                **libpq_options(info.network_timeout_s),
             )
         except psycopg.OperationalError as exc:
             raise RetriableError(f"target {info.describe()}: cannot connect: {exc}") from None

@@ -80,6 +80,7 @@ from replicator.events import (
     TableId,
 )
 from replicator.locks import mariadb_lock_name
+from replicator.network import pymysql_connect, pymysql_connector
 from replicator.transport.kafka import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -412,15 +413,15 @@ class MariaDbCaptureSource(ResnapshotRequests):
     def _connect(self) -> Connection:
         info = self._conn_info
         try:
-            return pymysql.connect(
+            return pymysql_connect(
                 host=info.host,
                 port=info.port,
+                timeout_s=info.network_timeout_s,
                 user=info.user,
                 password=info.password.get_secret_value(),
                 database=info.database,
                 charset="utf8mb4",
                 autocommit=True,
-                connect_timeout=10,
             )
         except pymysql.err.OperationalError as exc:
             code = exc.args[0] if exc.args else None
@@ -782,11 +783,13 @@ class MariaDbCaptureSource(ResnapshotRequests):
                 "user": info.user,
                 "password": info.password.get_secret_value(),
                 "charset": "utf8mb4",
-                "connect_timeout": 10,
-                # A silent network failure surfaces as a read timeout; mysql-replication then
-                # reconnects from `auto_position`, which is kept at the last complete transaction.
+                # A silent network failure surfaces as a read timeout (the server sends a heartbeat every
+                # `wakeup` s while idle), or sooner through the connection's TCP settings
+                # (`network_timeout_s`); mysql-replication then reconnects from `auto_position`, which is
+                # kept at the last complete transaction.
                 "read_timeout": max(30, int(wakeup * 10)),
             },
+            pymysql_wrapper=pymysql_connector(info.network_timeout_s),
             server_id=self.config.server_id,
             is_mariadb=True,
             auto_position=self._start_state,

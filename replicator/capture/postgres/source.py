@@ -50,6 +50,7 @@ from replicator.events import (
     SourceTransaction,
     TableId,
 )
+from replicator.network import libpq_options
 from replicator.transport.kafka import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class PostgresCaptureSource(ResnapshotRequests):
                 password=info.password.get_secret_value(),
                 options=SESSION_OPTIONS,
                 autocommit=True,
+                **libpq_options(info.network_timeout_s),
             )
         except psycopg.OperationalError as exc:
             raise RetriableError(f"source {self.name}: cannot connect to {self._conn_info.describe()}: {exc}") from None
@@ -285,6 +287,7 @@ class PostgresCaptureSource(ResnapshotRequests):
                 # after wal_sender_timeout, which frees the slot for a standby capture.
                 options=f"{SESSION_OPTIONS} -c wal_sender_timeout={self.config.session_timeout_s}s",
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
+                **libpq_options(info.network_timeout_s),
             )
         except psycopg2.OperationalError as exc:
             raise RetriableError(
