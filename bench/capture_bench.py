@@ -200,10 +200,8 @@ def capture_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {**marks, "events": stats.events, "transactions": stats.transactions}
 
 
-def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Bare pgoutput read of one slot: every message's payload looked at (type byte, length, the xid
-    of B and the end LSN of C), no row decoding; a pause whenever the socket is drained
-    (PG_CEILING_DRAINED_PAUSE_S); feedback once at the end."""
+def _pg_replication_cursor(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """A replication connection to the case's database and its cursor, with capture's session settings."""
     import psycopg2
     import psycopg2.extras
 
@@ -214,13 +212,13 @@ def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
         options=SESSION_OPTIONS,
         connection_factory=psycopg2.extras.LogicalReplicationConnection,
     )
-    cursor = conn.cursor()
-    window = Window(spec["server_pids"])
-    final = spec["final"]
+    return conn, conn.cursor()
+
+
+def _pgoutput_payloads(cursor: Any, spec: dict[str, Any], what: str) -> Iterator[bytes]:
+    """Every message payload of the spec's slot (pgoutput protocol 1, as capture reads it), pausing
+    `spec["pause_s"]` whenever the socket is drained (PG_CEILING_DRAINED_PAUSE_S), until the caller stops."""
     pause_s = spec["pause_s"]
-    rows = commits = payload_bytes = end_lsn = 0
-    in_final = False
-    window.start()
     deadline = time.monotonic() + spec["timeout_s"]
     cursor.start_replication(
         slot_name=spec["slot"],
@@ -231,12 +229,25 @@ def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
         msg = cursor.read_message()
         if msg is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"pgoutput ceiling: {rows} rows after {spec['timeout_s']}s")
+                raise TimeoutError(f"pgoutput {what}: not done after {spec['timeout_s']}s")
             if pause_s:
-                time.sleep(pause_s)  # let the server fill the socket (PG_CEILING_DRAINED_PAUSE_S)
+                time.sleep(pause_s)  # let the server fill the socket
             select.select([cursor], [], [], 1.0)
             continue
-        payload = msg.payload
+        yield msg.payload
+
+
+def pg_ceiling_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Bare pgoutput read of one slot: every message's payload looked at (type byte, length, the xid
+    of B and the end LSN of C), no row decoding; a pause whenever the socket is drained
+    (PG_CEILING_DRAINED_PAUSE_S); feedback once at the end."""
+    conn, cursor = _pg_replication_cursor(spec)
+    window = Window(spec["server_pids"])
+    final = spec["final"]
+    rows = commits = payload_bytes = end_lsn = 0
+    in_final = False
+    window.start()
+    for payload in _pgoutput_payloads(cursor, spec, "ceiling"):
         payload_bytes += len(payload)
         kind = payload[0]
         if kind == 0x49:  # I
@@ -263,12 +274,9 @@ def pg_floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     acknowledgement to the server: a capture meeting the contract (DESIGN 3) does all of this and more
     per change, so it cannot be faster than this run on the same machine."""
     import orjson
-    import psycopg2
-    import psycopg2.extras
 
     from replicator.capture.postgres import pgoutput as pg
     from replicator.capture.postgres.inserts import compile_insert_decoder
-    from replicator.capture.postgres.source import SESSION_OPTIONS
     from replicator.capture.postgres.types import make_relation_decoders
     from replicator.transport.kafka import EventProducer
 
@@ -276,34 +284,14 @@ def pg_floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     produce, raw_produce = producer.produce, producer.raw_produce
     rows_topic, tx_topic = spec["rows_topic"], spec["tx_topic"]
     dumps = orjson.dumps
-    conn = psycopg2.connect(
-        os.environ[spec["dsn_env"]],
-        options=SESSION_OPTIONS,
-        connection_factory=psycopg2.extras.LogicalReplicationConnection,
-    )
-    cursor = conn.cursor()
+    conn, cursor = _pg_replication_cursor(spec)
     window = Window(spec["server_pids"])
     final = spec["final"]
-    pause_s = spec["pause_s"]
     decoders: dict[bytes, Callable[[bytes], Any]] = {}
     rows = commits = end_lsn = 0
     in_final = False
     window.start()
-    deadline = time.monotonic() + spec["timeout_s"]
-    cursor.start_replication(
-        slot_name=spec["slot"],
-        decode=False,
-        options={"proto_version": "1", "publication_names": spec["publication"]},
-    )
-    while True:
-        msg = cursor.read_message()
-        if msg is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pgoutput floor: {rows} rows after {spec['timeout_s']}s")
-            time.sleep(pause_s)
-            select.select([cursor], [], [], 1.0)
-            continue
-        payload = msg.payload
+    for payload in _pgoutput_payloads(cursor, spec, "floor"):
         kind = payload[0]
         if kind == 0x49:  # I
             decoded = decoders[payload[1:5]](payload)
