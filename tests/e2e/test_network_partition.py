@@ -12,6 +12,7 @@ failed over to another host."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,10 +22,11 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import yaml
 
-from replicator.devstack import ConnectionSettings
+from replicator.devstack import ConnectionSettings, mariadb_connect
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.network import black_hole, established_connections
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
@@ -118,4 +120,41 @@ def test_a_process_cut_off_from_its_databases_notices_connects_again_and_every_c
     assert sides.dead_letters("erp") == [] and sides.dead_letters("shop") == []
     assert sum(sold for _, sold in sides.erp_sql("SELECT id, sold FROM product_sales")) > 0
     assert any(price != Decimal("1.00") for _, price in sides.shop_sql("SELECT id_product, price FROM ps_price"))
+    drop_origins(sides)
+
+
+
+def test_a_writer_waiting_on_a_row_lock_longer_than_its_network_timeout_keeps_its_connection(
+    devstack: ConnectionSettings, pg_database: PgDatabase, mariadb_database: MariaDatabase, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, topic_prefix: str,
+) -> None:
+    """The other side of the setting: a server that is busy, here with the applier's statement waiting on a row
+    an ERP user holds locked, still answers at the TCP level. The writer waits out a lock held four times its
+    `network_timeout_s` on the same connection, and then applies everything once."""
+    sides = make_sales_and_prices_sides(devstack, pg_database, mariadb_database, tmp_path, monkeypatch,
+                                        topic_prefix.split("_")[-1], PRODUCTS)
+    whole = yaml.safe_load(sides.config.read_text())
+    for target in whole["targets"]:
+        target["connection"]["network_timeout_s"] = 2
+    sides.config.write_text(yaml.safe_dump(whole))
+    with running_pipeline(sides.config) as pipeline:
+        wait_for_snapshots(sides.config, pipeline)
+        with psycopg.connect(pg_database.dsn) as user:
+            user.execute("SELECT * FROM product_sales WHERE id = 0 FOR UPDATE")  # an ERP user's open transaction
+            with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as shop:
+                shop.autocommit(True)
+                with shop.cursor() as cur:
+                    for i in range(400):
+                        cur.execute("UPDATE ps_sales SET sold = sold + 1 WHERE id_product = %s", (i % PRODUCTS,))
+            time.sleep(8)
+            waiting = user.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                   "AND wait_event_type = 'Lock'").fetchone()
+            user.rollback()
+        assert waiting == (1,), waiting  # the applier's statement was waiting on the lock
+        wait_until(lambda: converged(sides), "everything applied once the lock is gone", timeout=60,
+                   supervisor=pipeline, describe=lambda: state_of(sides))
+        time.sleep(2)  # a change applied twice would show now
+        assert converged(sides), state_of(sides)
+        assert [(w.name, w.restarts) for w in pipeline.workers if w.restarts] == []
+    assert sides.dead_letters("erp") == []
     drop_origins(sides)
