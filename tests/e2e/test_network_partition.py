@@ -139,6 +139,9 @@ def test_a_writer_waiting_on_a_row_lock_longer_than_its_network_timeout_keeps_it
     sides.config.write_text(yaml.safe_dump(whole))
     with running_pipeline(sides.config) as pipeline:
         wait_for_snapshots(sides.config, pipeline)
+        # The ERP's rows come with the shop's snapshot: the row to lock must be there first.
+        wait_until(lambda: converged(sides), "the snapshots applied", timeout=60, supervisor=pipeline,
+                   describe=lambda: state_of(sides))
         with psycopg.connect(pg_database.dsn) as user:
             user.execute("SELECT * FROM product_sales WHERE id = 0 FOR UPDATE")  # an ERP user's open transaction
             with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as shop:
@@ -149,8 +152,10 @@ def test_a_writer_waiting_on_a_row_lock_longer_than_its_network_timeout_keeps_it
             time.sleep(8)
             waiting = user.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                    "AND wait_event_type = 'Lock'").fetchone()
+            sessions = user.execute("SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                                    "FROM pg_stat_activity WHERE datname = current_database()").fetchall()
             user.rollback()
-        assert waiting == (1,), waiting  # the applier's statement was waiting on the lock
+        assert waiting == (1,), (sessions, state_of(sides))  # the applier's statement was waiting on the lock
         wait_until(lambda: converged(sides), "everything applied once the lock is gone", timeout=60,
                    supervisor=pipeline, describe=lambda: state_of(sides))
         time.sleep(2)  # a change applied twice would show now
