@@ -54,6 +54,10 @@ class Secret(StrictModel):
             raise ConfigError(f"{where}: cannot read secret file {self.file}: {exc.strerror}") from None
 
 
+# How long a database connection may stay unanswered before it counts as lost (replicator/network.py).
+DEFAULT_NETWORK_TIMEOUT_S = 30
+
+
 class ConnectionConfig(StrictModel):
     """A database connection: either a DSN secret (URL with the password in it) or its parts."""
 
@@ -64,7 +68,7 @@ class ConnectionConfig(StrictModel):
     password: Secret | None = None
     database: str | None = None
     network_timeout_s: int = Field(
-        default=30, ge=1, le=3600,
+        default=DEFAULT_NETWORK_TIMEOUT_S, ge=1, le=3600,
         description="A connection whose server host or network path stays silent this long is ended and made"
         " again (TCP keepalives and TCP_USER_TIMEOUT; also the connect timeout). A busy server still answers"
         " at the TCP level, so long statements are not cut short.",
@@ -108,7 +112,7 @@ class ResolvedConnection(BaseModel):
     user: str
     password: SecretStr
     database: str
-    network_timeout_s: int = 30
+    network_timeout_s: int = DEFAULT_NETWORK_TIMEOUT_S
 
     def describe(self) -> str:
         """For logs and errors: everything but the password."""
