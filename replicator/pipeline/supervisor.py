@@ -33,6 +33,7 @@ class Worker:
     name: str
     build: Callable[[], Runnable]
     restarts: int = 0
+    last_error: str | None = None  # why it last restarted
     current: Runnable | None = None
     thread: threading.Thread | None = None
     failure: BaseException | None = None
@@ -68,6 +69,7 @@ class Supervisor:
                     break
                 # A Kafka error librdkafka calls retriable (a leader moving, a broker restarting) is one too.
                 worker.restarts += 1
+                worker.last_error = f"{type(exc).__name__}: {exc}"
                 if time.monotonic() - started > 60:
                     backoff = 0.5  # it ran fine for a while: this is a new problem
                 log.warning("retrying after a retriable error",

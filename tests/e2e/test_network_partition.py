@@ -142,6 +142,9 @@ def test_a_writer_waiting_on_a_row_lock_longer_than_its_network_timeout_keeps_it
         # The ERP's rows come with the shop's snapshot: the row to lock must be there first.
         wait_until(lambda: converged(sides), "the snapshots applied", timeout=60, supervisor=pipeline,
                    describe=lambda: state_of(sides))
+        # From here on no worker may restart. (Before, one may: an applier that starts before the other side's
+        # capture has created its topics restarts once, as it should.)
+        restarts_before = {w.name: w.restarts for w in pipeline.workers}
         with psycopg.connect(pg_database.dsn) as user:
             user.execute("SELECT * FROM product_sales WHERE id = 0 FOR UPDATE")  # an ERP user's open transaction
             with contextlib.closing(mariadb_connect(mariadb_database.admin, mariadb_database.name)) as shop:
@@ -160,6 +163,6 @@ def test_a_writer_waiting_on_a_row_lock_longer_than_its_network_timeout_keeps_it
                    supervisor=pipeline, describe=lambda: state_of(sides))
         time.sleep(2)  # a change applied twice would show now
         assert converged(sides), state_of(sides)
-        assert [(w.name, w.restarts) for w in pipeline.workers if w.restarts] == []
+        assert [(w.name, w.last_error) for w in pipeline.workers if w.restarts != restarts_before[w.name]] == []
     assert sides.dead_letters("erp") == []
     drop_origins(sides)

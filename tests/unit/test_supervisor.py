@@ -46,6 +46,7 @@ def test_a_kafka_partition_without_its_leader_yet_restarts_the_worker() -> None:
     supervisor.stop()
     assert supervisor.wait(10) == []
     assert supervisor.workers[0].restarts == 2
+    assert supervisor.workers[0].last_error == "RetriableError: database restarting"  # the latest, for whoever asks
 
 
 def test_a_kafka_error_that_is_not_transient_stops_the_pipeline_naming_the_worker() -> None:
