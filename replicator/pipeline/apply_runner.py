@@ -177,8 +177,8 @@ class ApplyRunner:
             raise RetriableError(f"target {self.target.name}: {type(exc).__name__}: {exc}") from exc
 
     def _run(self) -> ApplyStats:
-        self.dialect.connect()
         try:
+            self.dialect.connect()
             progress = self.applier.prepare()
             for source in self.sources:
                 source.assembler.applied = {
@@ -205,7 +205,13 @@ class ApplyRunner:
                     self.audit.flush()
         finally:
             self.dialect.close()
+            self.close()
         return self.stats
+
+    def close(self) -> None:
+        """Release the audit producer: the runner owns it, and a restart builds a new runner with a new one."""
+        if self.audit is not None:
+            self.audit.close()
 
     def _consumer(self, progress: Progress) -> Consumer:
         consumer = Consumer({
@@ -217,6 +223,13 @@ class ApplyRunner:
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 10,
         })
+        try:
+            return self._assign(consumer, progress)
+        except BaseException:
+            consumer.close()  # no loop will use it (topics missing: the supervisor builds the runner again)
+            raise
+
+    def _assign(self, consumer: Consumer, progress: Progress) -> Consumer:
         topics = [*self._route, *self._markers]
         metadata = consumer.list_topics(timeout=30)
         absent_own = sorted(t for t in self._own_tables if t not in metadata.topics)

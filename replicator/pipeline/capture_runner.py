@@ -123,6 +123,12 @@ class CaptureRunner:
             return self._open_and_run()
         except lost_connection_errors() as exc:
             raise RetriableError(f"source {self.info.name}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the producer: the runner owns it, and a restart builds a new runner with a new one."""
+        self.producer.close()
 
     def _open_and_run(self) -> CaptureStats:
         self.source.open()
@@ -353,18 +359,22 @@ def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:
         linger_ms=config.kafka.linger_ms,
         compression=config.kafka.compression,
     )
-    offsets = OffsetStore(bootstrap, offsets_topic(source_name), source_name, producer)
-    source: CaptureSource
-    if isinstance(source_config, PostgresSourceConfig):
-        from replicator.capture.postgres.source import PostgresCaptureSource
+    try:
+        offsets = OffsetStore(bootstrap, offsets_topic(source_name), source_name, producer)
+        source: CaptureSource
+        if isinstance(source_config, PostgresSourceConfig):
+            from replicator.capture.postgres.source import PostgresCaptureSource
 
-        source = PostgresCaptureSource(source_config, offsets)
-    else:
-        from replicator.capture.mariadb.source import MariaDbCaptureSource
+            source = PostgresCaptureSource(source_config, offsets)
+        else:
+            from replicator.capture.mariadb.source import MariaDbCaptureSource
 
-        source = MariaDbCaptureSource(source_config, offsets)
-    tables = source.tables()
-    created = ensure_topics(bootstrap, capture_topics(source_name, tables, config.kafka.topics))
+            source = MariaDbCaptureSource(source_config, offsets)
+        tables = source.tables()
+        created = ensure_topics(bootstrap, capture_topics(source_name, tables, config.kafka.topics))
+    except BaseException:
+        producer.close()  # no runner will own it (a source not answering: the supervisor builds again)
+        raise
     if created:
         log.info("created topics", extra={"source": source_name, "topics": created})
     return CaptureRunner(
@@ -387,4 +397,7 @@ def request_snapshot(config: ReplicatorConfig, source_name: str, tables: list[st
     topic = offsets_topic(source_name)
     ensure_topics(bootstrap, [s for s in capture_topics(source_name, [], config.kafka.topics) if s.name == topic])
     producer = EventProducer(bootstrap, client_id=f"replicator-snapshot-{source_name}")
-    return OffsetStore(bootstrap, topic, source_name, producer).request_snapshot(tables)
+    try:
+        return OffsetStore(bootstrap, topic, source_name, producer).request_snapshot(tables)
+    finally:
+        producer.close()

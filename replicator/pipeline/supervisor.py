@@ -27,6 +27,10 @@ class Runnable(Protocol):
 
     def stop(self) -> None: ...
 
+    def close(self) -> None:
+        """Release what the runner holds (its Kafka clients); `run` does it as it returns. For a runner built
+        and then not run."""
+
 
 @dataclass
 class Worker:
@@ -57,6 +61,7 @@ class Supervisor:
             try:
                 worker.current = worker.build()
                 if self._stopping.is_set():
+                    worker.current.close()
                     break
                 worker.current.run()
                 if self._stopping.is_set():

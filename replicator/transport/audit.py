@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from replicator.conflict.policies import Outcome
 from replicator.errors import FatalError, RetriableError
 from replicator.mapping.ops import Policy, Version
+from replicator.transport.kafka import close_producer
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
 
 
@@ -35,6 +36,7 @@ class AuditPublisher:
                                                "enable.idempotence": True, "linger.ms": 20,
                                                "compression.type": "lz4", "delivery.report.only.error": True})
         self._failure: str | None = None
+        self._closed = False
         # The parts of new_row's records that repeat: per (target, table, mapping, source), per column.
         self._row_starts: dict[tuple[str, str, str, str], tuple[bytes, bytes, bytes]] = {}
         # The decision part of the last new-row record and what it was made of: the ops of one change share
@@ -42,7 +44,8 @@ class AuditPublisher:
         self._decided: tuple[Any, str, bytes] | None = None
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None and self._failure is None:
+        # Once closing, the reports are of the records `close` purged: dropped on purpose, not a failure.
+        if err is not None and self._failure is None and not self._closed:
             self._failure = f"Kafka refused an audit record for {msg.topic()}: {err}"
 
     def _send(self, topic: str, key: dict[str, Any], value: dict[str, Any]) -> None:
@@ -117,6 +120,13 @@ class AuditPublisher:
         self._send(DLQ_TOPIC, {"target": target, "transaction": transaction}, record)
         self._send(AUDIT_TOPIC, {"target": target, "transaction": transaction},
                    {k: v for k, v in record.items() if k != "envelopes"})
+
+    def close(self) -> None:
+        """Release the client (see `close_producer`): records not flushed are dropped. A second call does
+        nothing."""
+        if not self._closed:
+            self._closed = True
+            close_producer(self._producer)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until Kafka confirmed every record produced so far (librdkafka sends at once, whatever

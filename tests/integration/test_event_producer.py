@@ -4,6 +4,8 @@ fatal, one that timed out (no broker) as retriable."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -63,3 +65,17 @@ def test_a_message_kafka_never_confirmed_in_time_is_raised_as_retriable() -> Non
     producer.produce("some.topic", b"k", b"v")
     with pytest.raises(RetriableError, match=r"Kafka did not take a message for some\.topic: .*timed out"):
         producer.confirm(10)
+
+
+def test_closing_a_producer_drops_what_kafka_has_not_confirmed_instead_of_waiting_for_it() -> None:
+    # The broker is away (a restart after an outage closes the attempt's producer): librdkafka's own close
+    # would wait for each message until its message.timeout.ms (five minutes here) before giving up.
+    producer = EventProducer(f"127.0.0.1:{any_free_port()}", client_id="test", message_timeout_ms=300_000)
+    producer.produce("some.topic", b"k", b"v")
+    closing = threading.Thread(target=producer.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "close waited for a message no broker will confirm"
+    producer.close()  # a second close does nothing
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.produce("some.topic", b"k", b"v")

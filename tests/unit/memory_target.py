@@ -112,6 +112,11 @@ class RecordingProducer:
     def flush(self, timeout: float = 0) -> int:
         return 0
 
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
+
+    def close(self) -> bool:
+        return True
+
 
 def recording_publisher() -> tuple[AuditPublisher, RecordingProducer]:
     """An AuditPublisher writing into a RecordingProducer (the record bytes are what these tests check)."""

@@ -35,6 +35,7 @@ class HeldProducer:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.confirmed = 0
         self.confirm_calls = 0
+        self.closed = False
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self.sent.append((topic, key, value))
@@ -58,6 +59,9 @@ class HeldProducer:
 
     def flush(self, timeout: float = 60.0) -> None:
         self.confirm_all()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class ScriptedSource:
@@ -423,3 +427,11 @@ def test_a_connection_lost_anywhere_in_the_source_is_a_retriable_error_naming_th
     producer = HeldProducer()
     with pytest.raises(RetriableError, match=r"source src: OperationalError: .*Lost connection"):
         CaptureRunner(LostConnectionSource(producer), producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    assert producer.closed  # the runner is done with it: the restart builds a new one
+
+
+def test_a_runner_stopped_cleanly_closes_its_producer_after_confirming_everything() -> None:
+    producer = HeldProducer()
+    source = ScriptedSource(producer)
+    CaptureRunner(source, producer, topic_settings=TopicSettings()).run()  # type: ignore[arg-type]
+    assert producer.closed and producer.unconfirmed == 0

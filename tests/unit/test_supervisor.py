@@ -29,6 +29,8 @@ class Scripted:
     def stop(self) -> None:
         self._stop.set()
 
+    def close(self) -> None: ...
+
 
 def _supervise(errors: list[BaseException]) -> tuple[Supervisor, threading.Event]:
     started = threading.Event()
