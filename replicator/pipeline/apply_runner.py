@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -40,6 +38,7 @@ from replicator.conflict.resolver import new_row_reason
 from replicator.errors import ConfigError, FatalError, RetriableError, SkippableRecordError, lost_connection_errors
 from replicator.mapping.ops import Policy, TargetOp, Version
 from replicator.mapping.spec import MappingSet
+from replicator.pipeline.interpreter import applier_settings
 from replicator.transport.audit import AuditPublisher
 from replicator.transport.kafka import TopicSpec, ensure_topics, watermarks
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
@@ -52,8 +51,6 @@ OWN_CATCH_UP_MAX_S = 2.0
 OWN_RETRY_S = 0.1  # how soon a batch that waits for own edits is tried again (with the own messages read since)
 # How long a batch waits for Kafka to confirm its audit records before it is rolled back (and retried).
 AUDIT_CONFIRM_TIMEOUT_S = 30.0
-GC_THRESHOLDS = (1_000_000, 50, 100)  # the cyclic collector's thresholds while the runner applies (see run)
-SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval while the runner applies (see run)
 # A snapshot counts as being applied while batches held snapshot reads within this many seconds: a streamed
 # transaction that refers to a row the target does not hold may then wait for it (target's reference_wait_s).
 SNAPSHOT_ACTIVE_S = 10.0
@@ -185,21 +182,11 @@ class ApplyRunner:
                     domain: seq for (name, domain), seq in progress.positions.items() if name == source.source_name
                 }
             consumer = self._consumer(progress)
-            thresholds = gc.get_threshold()
-            interval = sys.getswitchinterval()
             try:
-                # Every event makes many short-lived objects, almost all freed by reference counting, while
-                # batches of messages and units stay alive: with the default thresholds the cyclic collector
-                # runs every 700 allocations and often scans the whole heap (a fifth of the applier's CPU).
-                gc.set_threshold(*GC_THRESHOLDS)
-                # The writer thread needs the GIL back after each of its round trips to the database, while
-                # the loop's thread holds it for up to the switch interval (5 ms by default) per round trip.
-                sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
-                self.ready.set()
-                self._loop(consumer)
+                with applier_settings():  # the collector's thresholds and the switch interval (see there)
+                    self.ready.set()
+                    self._loop(consumer)
             finally:
-                sys.setswitchinterval(interval)
-                gc.set_threshold(*thresholds)
                 consumer.close()
                 if self.audit is not None:
                     self.audit.flush()
