@@ -695,11 +695,12 @@ def run_case(target_kind: str, rows: int, ctx: dict[str, Any], profile_path: Pat
             runs.append(ceiling(method, 2))
         floors: dict[str, dict[str, Any]] = {}
         if ctx["floor"]:
+            from replicator.transport.client import KafkaClient
             from replicator.transport.kafka import TopicSpec, ensure_topics
 
             audit_topic = f"{name}.floor-audit"
             topics.append(audit_topic)
-            ensure_topics(settings.kafka_bootstrap, [TopicSpec(audit_topic)])
+            ensure_topics(KafkaClient(settings.kafka_bootstrap), [TopicSpec(audit_topic)])
             create_floor_tables(target_kind, target.dsn)
             for variant in ("consume", "apply"):
                 table = f"floor_{variant}"

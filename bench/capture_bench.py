@@ -278,9 +278,10 @@ def pg_floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from replicator.capture.postgres import pgoutput as pg
     from replicator.capture.postgres.inserts import compile_insert_decoder
     from replicator.capture.postgres.types import make_relation_decoders
+    from replicator.transport.client import KafkaClient
     from replicator.transport.kafka import EventProducer
 
-    producer = EventProducer(spec["bootstrap"], client_id="bench-floor", linger_ms=spec["linger_ms"])
+    producer = EventProducer(KafkaClient(spec["bootstrap"]), client_id="bench-floor", linger_ms=spec["linger_ms"])
     produce, raw_produce = producer.produce, producer.raw_produce
     rows_topic, tx_topic = spec["rows_topic"], spec["tx_topic"]
     dumps = orjson.dumps
@@ -650,10 +651,12 @@ class MariaDbCase:
     def after_establish(self, source_config: Any) -> None:
         import orjson
 
+        from replicator.transport.client import KafkaClient
         from replicator.transport.kafka import read_last_value
         from replicator.transport.topics import offsets_topic
 
-        raw = read_last_value(self.bootstrap, offsets_topic(source_config.name), source_config.name.encode())
+        name = source_config.name
+        raw = read_last_value(KafkaClient(self.bootstrap), offsets_topic(name), name.encode())
         if raw is None:
             raise RuntimeError(f"capture {source_config.name} stored no start position")
         self.start_gtid = orjson.loads(raw)["gtid"]
@@ -777,6 +780,7 @@ def run_case(
     kind: str, workload: str, rows: int, ctx: dict[str, Any], profile_path: Path | None
 ) -> dict[str, Any]:
     from replicator.config import load_config
+    from replicator.transport.client import KafkaClient
     from replicator.transport.kafka import TopicSpec, ensure_topics
     from replicator.transport.topics import offsets_topic, table_topic, transaction_topic
 
@@ -879,7 +883,7 @@ def run_case(
             role, spec = case.floor(index)  # type: ignore[misc]
             floor_topics = [f"{names[0]}-floor-{index}-rows", f"{names[0]}-floor-{index}-tx"]
             topics[f"floor-{index}"] = floor_topics
-            ensure_topics(settings.kafka_bootstrap, [TopicSpec(t, 1, 1) for t in floor_topics])
+            ensure_topics(KafkaClient(settings.kafka_bootstrap), [TopicSpec(t, 1, 1) for t in floor_topics])
             run = run_worker(role, {**common, **spec, "bootstrap": settings.kafka_bootstrap,
                                     "linger_ms": load_config(config_path).kafka.linger_ms,
                                     "rows_topic": floor_topics[0], "tx_topic": floor_topics[1]}, workdir)

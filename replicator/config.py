@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from replicator.errors import ConfigError
+from replicator.transport.client import KafkaClient
 
 if TYPE_CHECKING:
     from replicator.mapping.spec import MappingSet
@@ -214,6 +215,38 @@ class TopicSettings(StrictModel):
     tombstones: bool = Field(default=True, description="Send a null-value message after each delete")
 
 
+class KafkaSaslConfig(StrictModel):
+    """SASL authentication (security_protocol sasl_ssl or sasl_plaintext)."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+    username: str
+    password: Secret
+
+
+class KafkaTlsConfig(StrictModel):
+    """TLS (security_protocol ssl or sasl_ssl). Files are PEM, paths relative to the working directory."""
+
+    ca_file: Path | None = Field(default=None, description="CA certificates the brokers' must chain to "
+                                 "[default: the system's]")
+    cert_file: Path | None = Field(default=None, description="This client's certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="Its private key (mutual TLS)")
+    key_password: Secret | None = None
+    verify_hostname: bool = Field(default=True, description="Check that a broker's certificate names the host "
+                                  "connected to")
+
+    @model_validator(mode="after")
+    def _pair(self) -> KafkaTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+        if self.key_password is not None and self.key_file is None:
+            raise ValueError("'key_password' without 'key_file'")
+        return self
+
+
+# librdkafka's own request timeout (socket.timeout.ms).
+DEFAULT_KAFKA_NETWORK_TIMEOUT_S = 60
+
+
 class KafkaConfig(StrictModel):
     bootstrap_servers: str | None = None
     bootstrap_servers_env: str | None = Field(default=None, description="Environment variable holding them")
@@ -223,12 +256,58 @@ class KafkaConfig(StrictModel):
     linger_ms: int = Field(default=10, ge=0)
     compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
     topics: TopicSettings = TopicSettings()
+    security_protocol: Literal["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"] = "plaintext"
+    sasl: KafkaSaslConfig | None = None
+    tls: KafkaTlsConfig | None = None
+    network_timeout_s: int = Field(
+        default=DEFAULT_KAFKA_NETWORK_TIMEOUT_S, ge=5, le=3600,
+        description="A request a broker leaves unanswered this long fails and its connection is made again "
+        "(a broker host that vanished, a network path that broke); connecting is bounded by it too",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> KafkaConfig:
+        problems = []
         if (self.bootstrap_servers is None) == (self.bootstrap_servers_env is None):
-            raise ValueError("give exactly one of 'bootstrap_servers' or 'bootstrap_servers_env'")
+            problems.append("give exactly one of 'bootstrap_servers' or 'bootstrap_servers_env'")
+        uses_sasl = self.security_protocol.startswith("sasl_")
+        if uses_sasl and self.sasl is None:
+            problems.append(f"security_protocol {self.security_protocol} needs a 'sasl' section")
+        if not uses_sasl and self.sasl is not None:
+            problems.append(f"a 'sasl' section needs security_protocol sasl_ssl or sasl_plaintext, "
+                            f"not {self.security_protocol}")
+        if self.tls is not None and not self.security_protocol.endswith("ssl"):
+            problems.append(f"a 'tls' section needs security_protocol ssl or sasl_ssl, not {self.security_protocol}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def client(self) -> KafkaClient:
+        """How the replicator's Kafka clients reach the cluster: the bootstrap servers, and the security and
+        timeout settings each client gets. Secrets are read here; a file that is not there stops start-up."""
+        timeout_ms = self.network_timeout_s * 1000
+        settings: dict[str, Any] = {
+            "socket.timeout.ms": timeout_ms,
+            "socket.connection.setup.timeout.ms": timeout_ms,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl is not None:
+            settings["sasl.mechanism"] = self.sasl.mechanism
+            settings["sasl.username"] = self.sasl.username
+            settings["sasl.password"] = self.sasl.password.resolve("kafka.sasl.password").get_secret_value()
+        if self.tls is not None:
+            tls = self.tls
+            for name, path, setting in (("ca_file", tls.ca_file, "ssl.ca.location"),
+                                        ("cert_file", tls.cert_file, "ssl.certificate.location"),
+                                        ("key_file", tls.key_file, "ssl.key.location")):
+                if path is not None:
+                    if not path.is_file():
+                        raise ConfigError(f"kafka.tls.{name}: no file {path}")
+                    settings[setting] = str(path)
+            if tls.key_password is not None:
+                settings["ssl.key.password"] = tls.key_password.resolve("kafka.tls.key_password").get_secret_value()
+            settings["ssl.endpoint.identification.algorithm"] = "https" if tls.verify_hostname else "none"
+        return KafkaClient(self.bootstrap(), settings)
 
     def bootstrap(self) -> str:
         if self.bootstrap_servers is not None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the replicator needs on a fresh Debian 12 machine, and nothing twice:
-#   - Debian packages: PostgreSQL 15, MariaDB 10.11, Java 17, Maven (and iptables, iproute2 for tests)
+#   - Debian packages: PostgreSQL 15, MariaDB 10.11, Java 17, Maven (and iptables, iproute2, openssl for tests)
 #   - Apache Kafka's jars from Maven Central (into ~/.cache/replicator, see docker/kafka/pom.xml)
 #   - a virtualenv in .venv with the project and its test/dev extras
 # Idempotent: a second run only checks. Needs root (or sudo) for apt-get the first time.
@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# iptables and iproute2 (ss): the tests cut a process's database connections off to see it notice.
+# iptables and iproute2 (ss): the tests cut a process's database connections off to see it notice;
+# openssl: they make a certificate authority for a broker that wants TLS.
 packages=(postgresql-15 postgresql-client-15 mariadb-server mariadb-client openjdk-17-jre-headless maven
-          iptables iproute2)
+          iptables iproute2 openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -40,6 +40,7 @@ from replicator.mapping.ops import Policy, TargetOp, Version
 from replicator.mapping.spec import MappingSet
 from replicator.pipeline.interpreter import applier_settings
 from replicator.transport.audit import AuditPublisher
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import TopicSpec, ensure_topics, watermarks
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC, table_topic, transaction_topic
 
@@ -97,7 +98,7 @@ class ApplyRunner:
         dialect: TargetDialect,
         ops_for: Callable[[dict[str, Any]], list[TargetOp]],
         sources: list[SourceTopics],
-        bootstrap: str,
+        kafka: KafkaClient,
         *,
         target_priority: int,
         local_times: Mapping[str, tuple[str, str]] | None = None,
@@ -108,7 +109,7 @@ class ApplyRunner:
         self.target = target
         self.dialect = dialect
         self.sources = sources
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.applier = Applier(dialect, ops_for, consumer=target.name, target_system=target.system,
                                target_priority=target_priority, local_times=local_times,
                                tracked_columns=tracked_columns)
@@ -126,7 +127,7 @@ class ApplyRunner:
         # Lost messages were skipped and no batch has stored the position after them yet (see `_lost_messages`).
         self._skip_unrecorded = False
         self._reads_at = float("-inf")  # when a batch last held a snapshot read
-        self.audit: AuditPublisher | None = AuditPublisher(bootstrap, client_id=f"replicator-apply-{target.name}")
+        self.audit: AuditPublisher | None = AuditPublisher(kafka, client_id=f"replicator-apply-{target.name}")
         # Per deferred unit (by id): when it was first deferred, and the sources' partitions' ends then (None: not
         # known yet). A streamed transaction's row may still come until every record before those ends is read.
         self._deferred_since: dict[int, tuple[float, dict[tuple[str, int], int | None]]] = {}
@@ -201,15 +202,14 @@ class ApplyRunner:
             self.audit.close()
 
     def _consumer(self, progress: Progress) -> Consumer:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+        consumer = Consumer(self.kafka.config({
             "group.id": f"replicator-apply-{self.target.name}",
             "enable.auto.commit": False,
             # Never "earliest": a stored offset Kafka no longer holds would silently skip to the oldest message.
             "auto.offset.reset": "error",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 10,
-        })
+        }))
         try:
             return self._assign(consumer, progress)
         except BaseException:
@@ -833,7 +833,8 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
         return ops
 
     settings = config.kafka.topics
-    ensure_topics(config.kafka.bootstrap(), [
+    kafka = config.kafka.client()
+    ensure_topics(kafka, [
         TopicSpec(topic, settings.partitions, settings.replication_factor,
                   (("retention.ms", str(settings.retention_ms)),))
         for topic in (AUDIT_TOPIC, DLQ_TOPIC)
@@ -847,7 +848,7 @@ def build_apply(config: ReplicatorConfig, target_name: str) -> ApplyRunner:
     for rule in mapping_set.rules:
         if rule.target.system == target.system:
             tracked_columns.setdefault(mapping_set.qualified(rule.target), set()).update(rule.fields)
-    return ApplyRunner(target, dialect, ops_for, sources, config.kafka.bootstrap(),
+    return ApplyRunner(target, dialect, ops_for, sources, kafka,
                        target_priority=mapping_set.systems[target.system].priority, local_times=local_times,
                        tracked_columns=tracked_columns, own=own_topics(mapping_set, target.system, engine.version))
 

@@ -352,15 +352,15 @@ class CaptureRunner:
 def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:
     """Wire one configured source to Kafka: topics created, offsets store, producer, runner."""
     source_config = config.source(source_name)
-    bootstrap = config.kafka.bootstrap()
+    kafka = config.kafka.client()
     producer = EventProducer(
-        bootstrap,
+        kafka,
         client_id=f"replicator-capture-{source_name}",
         linger_ms=config.kafka.linger_ms,
         compression=config.kafka.compression,
     )
     try:
-        offsets = OffsetStore(bootstrap, offsets_topic(source_name), source_name, producer)
+        offsets = OffsetStore(kafka, offsets_topic(source_name), source_name, producer)
         source: CaptureSource
         if isinstance(source_config, PostgresSourceConfig):
             from replicator.capture.postgres.source import PostgresCaptureSource
@@ -371,7 +371,7 @@ def build_capture(config: ReplicatorConfig, source_name: str) -> CaptureRunner:
 
             source = MariaDbCaptureSource(source_config, offsets)
         tables = source.tables()
-        created = ensure_topics(bootstrap, capture_topics(source_name, tables, config.kafka.topics))
+        created = ensure_topics(kafka, capture_topics(source_name, tables, config.kafka.topics))
     except BaseException:
         producer.close()  # no runner will own it (a source not answering: the supervisor builds again)
         raise
@@ -393,11 +393,11 @@ def request_snapshot(config: ReplicatorConfig, source_name: str, tables: list[st
             + (f"{', '.join(unknown)} not among its tables" if unknown else "no table given")
             + f" (captured: {', '.join(source_config.tables)})"
         )
-    bootstrap = config.kafka.bootstrap()
+    kafka = config.kafka.client()
     topic = offsets_topic(source_name)
-    ensure_topics(bootstrap, [s for s in capture_topics(source_name, [], config.kafka.topics) if s.name == topic])
-    producer = EventProducer(bootstrap, client_id=f"replicator-snapshot-{source_name}")
+    ensure_topics(kafka, [s for s in capture_topics(source_name, [], config.kafka.topics) if s.name == topic])
+    producer = EventProducer(kafka, client_id=f"replicator-snapshot-{source_name}")
     try:
-        return OffsetStore(bootstrap, topic, source_name, producer).request_snapshot(tables)
+        return OffsetStore(kafka, topic, source_name, producer).request_snapshot(tables)
     finally:
         producer.close()

@@ -24,17 +24,18 @@ from confluent_kafka import Producer
 from replicator.conflict.policies import Outcome
 from replicator.errors import FatalError, RetriableError
 from replicator.mapping.ops import Policy, Version
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import close_producer
 from replicator.transport.topics import AUDIT_TOPIC, DLQ_TOPIC
 
 
 class AuditPublisher:
-    def __init__(self, bootstrap: str, *, client_id: str, producer: Any = None) -> None:
+    def __init__(self, kafka: KafkaClient, *, client_id: str, producer: Any = None) -> None:
         """`producer`: a stand-in for confluent-kafka's Producer (tests that look at the record bytes)."""
         # Delivery reports only for failures: _on_delivery has nothing to do for the others.
-        self._producer = producer or Producer({"bootstrap.servers": bootstrap, "client.id": client_id,
-                                               "enable.idempotence": True, "linger.ms": 20,
-                                               "compression.type": "lz4", "delivery.report.only.error": True})
+        self._producer = producer or Producer(kafka.config({
+            "client.id": client_id, "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+            "delivery.report.only.error": True}))
         self._failure: str | None = None
         self._closed = False
         # The parts of new_row's records that repeat: per (target, table, mapping, source), per column.

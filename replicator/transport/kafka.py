@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from replicator.errors import FatalError, RetriableError
+from replicator.transport.client import KafkaClient
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,24 @@ def close_producer(producer: Any) -> None:
     producer.close()
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
+def _refused(error: KafkaError) -> bool:
+    """Whether the cluster refused this client's credentials, or its certificate could not be verified: not
+    worth retrying (a TLS handshake cut short by a restarting broker is an SSL error too, and is retried)."""
+    code = error.code()
+    return (code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+            or (code == KafkaError._SSL and "certificate" in error.str()))
+
+
+def ensure_topics(kafka: KafkaClient, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
     A broker that refuses (bad name, too few brokers for the replication factor, no permission) stops
-    start-up with its own message and the topic's name.
+    start-up with its own message and the topic's name; so does a cluster that refuses this client's
+    credentials or whose certificate cannot be verified. A cluster that does not answer is retriable.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise RetriableError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+    reported: list[KafkaError] = []  # librdkafka's errors (error_cb), which say why a request failed
+    admin = AdminClient(kafka.config({"error_cb": reported.append}))
+    existing = _cluster_topics(admin, kafka.bootstrap, reported, timeout)
     wanted = [spec for spec in specs if spec.name not in existing]
     if not wanted:
         return []
@@ -75,6 +83,24 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
         raise FatalError("; ".join(problems))
     _wait_for_leaders(admin, created, timeout)
     return created
+
+
+def _cluster_topics(admin: AdminClient, bootstrap: str, reported: list[KafkaError], timeout: float) -> set[str]:
+    """The cluster's topic names. Asked a second at a time, so that a cluster that refuses this client (its
+    reason comes through error_cb) stops start-up at once rather than after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return set(admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic()))).topics)
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            refused = [e for e in reported if _refused(e)]
+            if refused:
+                raise FatalError(f"Kafka at {bootstrap} refused this client: {refused[-1].str()} "
+                                 "(see kafka.security_protocol, kafka.sasl and kafka.tls in the config)") from None
+            if time.monotonic() >= deadline:
+                why = [e for e in reported if e.code() != KafkaError._ALL_BROKERS_DOWN]
+                raise RetriableError(f"Kafka at {bootstrap} did not answer: {why[-1].str() if why else exc}") from exc
 
 
 def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:
@@ -109,15 +135,14 @@ class EventProducer:
     """
 
     def __init__(
-        self, bootstrap: str, *, client_id: str, linger_ms: int = 10, compression: str = "lz4",
+        self, kafka: KafkaClient, *, client_id: str, linger_ms: int = 10, compression: str = "lz4",
         message_timeout_ms: int = 300_000,
     ) -> None:
         self._failure: str | None = None
         self._failure_retriable = False
         self._closed = False
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
+            kafka.config({
                 "client.id": client_id,
                 "enable.idempotence": True,  # implies acks=all and ordered, gap-free retries
                 "compression.type": compression,
@@ -128,7 +153,7 @@ class EventProducer:
                 "message.timeout.ms": message_timeout_ms,
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_failure,
-            }
+            })
         )
         # confluent-kafka's own produce(topic, value, key), for a caller's hot loop that would rather not
         # pay a Python call per message: it raises BufferError when librdkafka's queue is full, and the
@@ -187,16 +212,15 @@ class EventProducer:
             raise (RetriableError if self._failure_retriable else FatalError)(self._failure)
 
 
-def read_last_value(bootstrap: str, topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
+def read_last_value(kafka: KafkaClient, topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
     """The value of the newest message with `key` in `topic` (a small compacted topic), or None."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
+        kafka.config({
             "group.id": "replicator-offsets-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-        }
+        })
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
@@ -271,14 +295,14 @@ class OffsetStore:
     already confirmed, so a lost save re-sends a tail on restart and never skips one.
     """
 
-    def __init__(self, bootstrap: str, topic: str, key: str, producer: EventProducer) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaClient, topic: str, key: str, producer: EventProducer) -> None:
+        self.kafka = kafka
         self.topic = topic
         self._key = key.encode()
         self._producer = producer
 
     def load(self) -> dict[str, Any] | None:
-        raw = read_last_value(self.bootstrap, self.topic, self._key)
+        raw = read_last_value(self.kafka, self.topic, self._key)
         if raw is None:
             return None
         value = orjson.loads(raw)
@@ -299,7 +323,7 @@ class OffsetStore:
         return self._key + b":snapshot-request"
 
     def load_request(self) -> dict[str, Any] | None:
-        raw = read_last_value(self.bootstrap, self.topic, self.request_key)
+        raw = read_last_value(self.kafka, self.topic, self.request_key)
         return _request(raw)
 
     def request_snapshot(self, tables: list[str]) -> str:
@@ -311,7 +335,7 @@ class OffsetStore:
         return request_id
 
     def watch_requests(self) -> RequestWatcher:
-        return RequestWatcher(self.bootstrap, self.topic, self.request_key)
+        return RequestWatcher(self.kafka, self.topic, self.request_key)
 
 
 def _request(raw: bytes | None) -> dict[str, Any] | None:
@@ -327,15 +351,14 @@ class RequestWatcher:
     """The values written under one key of a (small) topic after the watcher was created, read without
     waiting: `poll` returns the newest one that arrived since the last call, if any."""
 
-    def __init__(self, bootstrap: str, topic: str, key: bytes, timeout: float = 30.0) -> None:
+    def __init__(self, kafka: KafkaClient, topic: str, key: bytes, timeout: float = 30.0) -> None:
         self._key = key
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
+            kafka.config({
                 "group.id": "replicator-requests-reader",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "latest",
-            }
+            })
         )
         try:
             metadata = self._consumer.list_topics(topic, timeout=timeout)

@@ -25,6 +25,7 @@ from replicator.events import Connector, MariaDbPosition, Op, RowChange, SourceT
 from replicator.pipeline.apply_runner import build_apply
 from replicator.pipeline.capture_runner import build_capture, capture_topics
 from replicator.transport.audit import field_decisions
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import ensure_topics
 from replicator.transport.topics import table_topic, transaction_topic
 from tests.conftest import MariaDatabase, PgDatabase
@@ -300,7 +301,7 @@ def waiting_orders(devstack: ConnectionSettings, pg_database: PgDatabase, mariad
                        shop_tables=["ps_orders", "ps_order_detail"], erp_tables=[],
                        target_options={"reference_wait_s": 15})
     tables = [TableId(sides.shop.name, "ps_orders"), TableId(sides.shop.name, "ps_order_detail")]
-    ensure_topics(devstack.kafka_bootstrap,
+    ensure_topics(KafkaClient(devstack.kafka_bootstrap),
                   capture_topics(sides.shop_source, tables, load_config(sides.config).kafka.topics))
     yield sides
     drop_origins(sides)

@@ -37,6 +37,7 @@ from replicator.devstack.process import LOOPBACK, any_free_port
 from replicator.devstack.servers import stop_server
 from replicator.errors import ConfigError, FatalError
 from replicator.pipeline.capture_runner import build_capture
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import EventProducer, OffsetStore, read_last_value
 from replicator.transport.topics import offsets_topic
 from tests.conftest import MariaDatabase
@@ -89,7 +90,7 @@ class Source:
         return write_config(tmp_path / f"{self.name}.yaml", bootstrap, [source])
 
     def stored_offsets(self, bootstrap: str) -> dict[str, Any]:
-        raw = read_last_value(bootstrap, offsets_topic(self.name), self.name.encode())
+        raw = read_last_value(KafkaClient(bootstrap), offsets_topic(self.name), self.name.encode())
         assert raw is not None, "capture stored no position"
         value: dict[str, Any] = orjson.loads(raw)
         return value
@@ -158,7 +159,7 @@ def wait_until_stored(source: Source, bootstrap: str, gtid: str, timeout_s: floa
     domain, seq = seq_of(gtid)
     deadline = time.monotonic() + timeout_s
     while True:
-        raw = read_last_value(bootstrap, offsets_topic(source.name), source.name.encode())
+        raw = read_last_value(KafkaClient(bootstrap), offsets_topic(source.name), source.name.encode())
         stored: dict[str, Any] = orjson.loads(raw) if raw else {}
         if stored.get("gtid") and parse_gtid_state(stored["gtid"]).get(domain, (0, 0))[1] >= seq:
             return stored
@@ -494,7 +495,8 @@ def test_a_gtid_the_server_does_not_have_is_fatal(
     maria.sql("CREATE TABLE item (id INT PRIMARY KEY)")
     config = maria.config(tmp_path, bootstrap, ["item"])
     runner = build_capture(load_config(config), maria.name)  # creates the topics
-    store = OffsetStore(bootstrap, offsets_topic(maria.name), maria.name, EventProducer(bootstrap, client_id="t"))
+    store = OffsetStore(KafkaClient(bootstrap), offsets_topic(maria.name), maria.name,
+                        EventProducer(KafkaClient(bootstrap), client_id="t"))
     store.save({"gtid": "0-1-999999999", "snapshot_done": True}, wait=True)
     with pytest.raises(FatalError) as raised:
         runner.run()

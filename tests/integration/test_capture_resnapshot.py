@@ -26,6 +26,7 @@ from replicator.config import load_config
 from replicator.devstack import ConnectionSettings, mariadb_connect
 from replicator.events import Op, RowChange
 from replicator.pipeline.capture_runner import build_capture
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import capture_thread, write_config
@@ -92,9 +93,9 @@ def _wait_done(bootstrap: str, name: str, timeout_s: float = 30) -> dict[str, An
     """The stored offsets once they record the newest request as completed."""
     deadline = time.monotonic() + timeout_s
     while True:
-        request = orjson.loads(read_last_value(bootstrap, f"{name}.offsets", f"{name}:snapshot-request".encode())
-                               or b"{}")
-        raw = read_last_value(bootstrap, f"{name}.offsets", name.encode())
+        kafka = KafkaClient(bootstrap)
+        request = orjson.loads(read_last_value(kafka, f"{name}.offsets", f"{name}:snapshot-request".encode()) or b"{}")
+        raw = read_last_value(kafka, f"{name}.offsets", name.encode())
         stored: dict[str, Any] = orjson.loads(raw) if raw else {}
         if request and stored.get("resnapshot_done") == request["id"]:
             return stored
@@ -250,7 +251,7 @@ def test_a_row_deleted_and_inserted_again_before_the_re_read_is_published_as_rea
 
     runner.source.stream = until_the_delete  # type: ignore[method-assign]
     runner.run()
-    stored = orjson.loads(read_last_value(bootstrap, f"{name}.offsets", name.encode()) or b"{}")
+    stored = orjson.loads(read_last_value(KafkaClient(bootstrap), f"{name}.offsets", name.encode()) or b"{}")
     assert stored["replay_window"]["passed"]["deleted"] == [], stored
 
     with capture_thread(config, name):

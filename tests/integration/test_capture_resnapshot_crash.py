@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from replicator.cli import app
 from replicator.devstack import ConnectionSettings, mariadb_connect
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import start_capture_process, write_config
@@ -65,8 +66,9 @@ def _mariadb(db: MariaDatabase) -> tuple[str, dict[str, Any], dict[str, str], Ca
 
 def _stored(bootstrap: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest re-snapshot request and the stored offsets."""
-    request = read_last_value(bootstrap, f"{name}.offsets", f"{name}:snapshot-request".encode(), timeout=10)
-    offsets = read_last_value(bootstrap, f"{name}.offsets", name.encode(), timeout=10)
+    kafka = KafkaClient(bootstrap)
+    request = read_last_value(kafka, f"{name}.offsets", f"{name}:snapshot-request".encode(), timeout=10)
+    offsets = read_last_value(kafka, f"{name}.offsets", name.encode(), timeout=10)
     return orjson.loads(request or b"{}"), orjson.loads(offsets or b"{}")
 
 

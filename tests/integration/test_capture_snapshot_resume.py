@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from replicator.devstack import ConnectionSettings, mariadb_connect
+from replicator.transport.client import KafkaClient
 from replicator.transport.kafka import read_last_value
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import start_capture_process, write_config
@@ -157,7 +158,7 @@ def test_a_snapshot_killed_midway_resumes_after_its_last_confirmed_chunk(
     side.sql(f"UPDATE big SET n = -{ROWS - 1} WHERE id = {ROWS - 1}")
     side.sql("UPDATE blocker SET n = -2 WHERE id = 2")
 
-    raw = read_last_value(bootstrap, f"{name}.offsets", name.encode(), timeout=10)
+    raw = read_last_value(KafkaClient(bootstrap), f"{name}.offsets", name.encode(), timeout=10)
     assert raw is not None
     stored = orjson.loads(raw)
     assert stored["snapshot_done"] is False

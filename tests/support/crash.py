@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from replicator.devstack import mariadb_connect
+from replicator.transport.client import KafkaClient
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import start_capture_process, write_config
 from tests.support.kafka_reader import Record, read_topics
@@ -74,7 +75,7 @@ def mariadb_backend(db: MariaDatabase, name: str, bootstrap: str) -> Backend:
         from replicator.transport.kafka import read_last_value
 
         with contextlib.suppress(Exception):
-            return read_last_value(bootstrap, f"{name}.offsets", name.encode(), timeout=2) is not None
+            return read_last_value(KafkaClient(bootstrap), f"{name}.offsets", name.encode(), timeout=2) is not None
         return False
 
     admin = db.admin

@@ -57,10 +57,10 @@ def wait_for_snapshots(config_path: Path, supervisor: Supervisor | None = None, 
     before that resumes the snapshot at its next start, and the rows it reads then carry that later read time
     as their version, newer than edits made while it was stopped."""
     config = load_config(config_path)
-    bootstrap = config.kafka.bootstrap()
+    kafka = config.kafka.client()
 
     def done(name: str) -> bool:
-        stored = read_last_value(bootstrap, offsets_topic(name), name.encode(), timeout=10)
+        stored = read_last_value(kafka, offsets_topic(name), name.encode(), timeout=10)
         return bool(orjson.loads(stored or b"{}").get("snapshot_done"))
 
     for source in config.sources:

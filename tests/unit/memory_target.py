@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from replicator.apply.dialect.base import Key, Progress, TargetDialect
 from replicator.apply.versions import expand
 from replicator.transport.audit import AuditPublisher
+from replicator.transport.client import KafkaClient
 
 
 class MemoryTarget(TargetDialect):
@@ -121,4 +122,4 @@ class RecordingProducer:
 def recording_publisher() -> tuple[AuditPublisher, RecordingProducer]:
     """An AuditPublisher writing into a RecordingProducer (the record bytes are what these tests check)."""
     producer = RecordingProducer()
-    return AuditPublisher("", client_id="test", producer=producer), producer
+    return AuditPublisher(KafkaClient(""), client_id="test", producer=producer), producer

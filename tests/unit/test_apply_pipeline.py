@@ -23,6 +23,7 @@ from replicator.mapping.engine import MappingEngine
 from replicator.mapping.spec import MappingSet
 from replicator.pipeline import apply_runner
 from replicator.pipeline.apply_runner import ApplyRunner, SourceTopics
+from replicator.transport.client import KafkaClient
 from tests.unit.memory_target import MemoryTarget, recording_publisher
 
 TABLE = "public.order_line"
@@ -204,7 +205,7 @@ def test_batches_written_by_the_writer_thread_store_progress_that_covers_only_wh
                                           "batch_max_events": 7})
     monkeypatch.setattr(apply_runner, "AuditPublisher", lambda *args, **kwargs: recording_publisher()[0])
     runner = ApplyRunner(config, target, engine.ops_for, [SourceTopics("shop", "shop", ["shopdb.order_line"])],
-                         "unused:9092", target_priority=1)
+                         KafkaClient("unused:9092"), target_priority=1)
 
     def on_batch(result: Any) -> None:
         if runner.stats.units >= count:

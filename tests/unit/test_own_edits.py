@@ -24,6 +24,7 @@ from replicator.mapping.engine import MappingEngine
 from replicator.mapping.ops import Policy, Version
 from replicator.pipeline import apply_runner
 from replicator.pipeline.apply_runner import ApplyRunner, OwnTopics, SourceTopics
+from replicator.transport.client import KafkaClient
 from tests.unit.memory_target import MemoryTarget, recording_publisher
 from tests.unit.test_apply_pipeline import INFO, TABLE, Message, mapping, source_row, transaction, unit_of
 
@@ -212,7 +213,7 @@ def test_the_runner_holds_a_batch_until_the_own_changes_it_needs_are_read(monkey
     monkeypatch.setattr(apply_runner, "AuditPublisher", lambda *args, **kwargs: recording_publisher()[0])
     own = OwnTopics({"erp.public.order_line": OwnTable(TABLE, frozenset({"sku"}))}, engine.version)
     runner = ApplyRunner(config, target, engine.ops_for, [SourceTopics("shop", "shop", ["shopdb.order_line"])],
-                         "unused:9092", target_priority=1, own=own)
+                         KafkaClient("unused:9092"), target_priority=1, own=own)
     runner.applier.own_tables = {TABLE: OwnTable(TABLE, frozenset({"sku"}))}
 
     def erp_users_edit() -> None:

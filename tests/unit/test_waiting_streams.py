@@ -18,6 +18,7 @@ from replicator.config import TargetConfig
 from replicator.mapping.engine import MappingEngine
 from replicator.pipeline import apply_runner
 from replicator.pipeline.apply_runner import ApplyRunner, SourceTopics
+from replicator.transport.client import KafkaClient
 from tests.unit.memory_target import MemoryTarget, recording_publisher
 from tests.unit.test_apply_pipeline import mapping
 
@@ -39,8 +40,8 @@ def runner(monkeypatch: pytest.MonkeyPatch, batch_max_events: int) -> ApplyRunne
                                           "batch_max_events": batch_max_events})
     engine = MappingEngine(mapping(), target="erp")
     return ApplyRunner(config, MemoryTarget(), engine.ops_for,
-                       [SourceTopics(name, name, ["shopdb.order_line"]) for name in SOURCES], "unused:9092",
-                       target_priority=1)
+                       [SourceTopics(name, name, ["shopdb.order_line"]) for name in SOURCES],
+                       KafkaClient("unused:9092"), target_priority=1)
 
 
 def apply_like_the_applier(units: list[tuple[str, Unit]], plan: dict[int, Planned], batch: int
