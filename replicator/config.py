@@ -226,7 +226,7 @@ class KafkaSaslConfig(StrictModel):
 class KafkaTlsConfig(StrictModel):
     """TLS (security_protocol ssl or sasl_ssl). Files are PEM, paths relative to the working directory."""
 
-    ca_file: Path | None = Field(default=None, description="CA certificates the brokers' must chain to "
+    ca_file: Path | None = Field(default=None, description="CA certificates the brokers' certificates must chain to "
                                  "[default: the system's]")
     cert_file: Path | None = Field(default=None, description="This client's certificate (mutual TLS)")
     key_file: Path | None = Field(default=None, description="Its private key (mutual TLS)")

@@ -39,11 +39,15 @@ def close_producer(producer: Any) -> None:
 
 
 def _refused(error: KafkaError) -> bool:
-    """Whether the cluster refused this client's credentials, or its certificate could not be verified: not
-    worth retrying (a TLS handshake cut short by a restarting broker is an SSL error too, and is retried)."""
-    code = error.code()
+    """Whether the cluster refused this client's credentials or certificate, or its own certificate could not
+    be verified: not worth retrying. librdkafka has no code of its own for the certificate cases: a failed
+    verification is an SSL error naming the certificate (other SSL errors, such as a handshake cut short by a
+    restarting broker, are retried), and the broker's TLS alert about the client's certificate comes as a
+    transport error."""
+    code, text = error.code(), error.str()
     return (code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
-            or (code == KafkaError._SSL and "certificate" in error.str()))
+            or (code == KafkaError._SSL and "certificate" in text)
+            or (code == KafkaError._TRANSPORT and "tls alert" in text and "certificate" in text))
 
 
 def ensure_topics(kafka: KafkaClient, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
@@ -93,14 +97,17 @@ def _cluster_topics(admin: AdminClient, bootstrap: str, reported: list[KafkaErro
         try:
             return set(admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic()))).topics)
         except KafkaException as exc:
-            admin.poll(0)  # serves error_cb
-            refused = [e for e in reported if _refused(e)]
-            if refused:
-                raise FatalError(f"Kafka at {bootstrap} refused this client: {refused[-1].str()} "
-                                 "(see kafka.security_protocol, kafka.sasl and kafka.tls in the config)") from None
-            if time.monotonic() >= deadline:
-                why = [e for e in reported if e.code() != KafkaError._ALL_BROKERS_DOWN]
-                raise RetriableError(f"Kafka at {bootstrap} did not answer: {why[-1].str() if why else exc}") from exc
+            failure = str(exc)
+        # Raised outside the except block: an exception chained to the KafkaException would hold this frame, and
+        # with it the admin client and its threads, in a reference cycle until a full garbage collection.
+        admin.poll(0)  # serves error_cb
+        refused = [e for e in reported if _refused(e)]
+        if refused:
+            raise FatalError(f"Kafka at {bootstrap} refused this client: {refused[-1].str()} "
+                             "(see kafka.security_protocol, kafka.sasl and kafka.tls in the config)")
+        if time.monotonic() >= deadline:
+            why = [e for e in reported if e.code() != KafkaError._ALL_BROKERS_DOWN]
+            raise RetriableError(f"Kafka at {bootstrap} did not answer: {why[-1].str() if why else failure}")
 
 
 def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:

@@ -1,8 +1,8 @@
-"""The pipeline against a Kafka cluster that wants SASL over TLS, as managed clusters do: every Kafka client of
-the replicator (topic creation, capture's producer and offsets reader, the applier's consumer and audit
-producer) authenticates and checks the broker's certificate with the config's `kafka` settings, and both
-directions replicate. A client the cluster refuses (a wrong password), or a broker it cannot trust (no CA
-given), stops start-up with the reason, without the password.
+"""The pipeline against a Kafka cluster that wants SASL over mutual TLS: every Kafka client of the replicator
+(topic creation, capture's producer and offsets reader, the applier's consumer and audit producer)
+authenticates, shows its certificate (its key encrypted) and checks the broker's with the config's `kafka`
+settings, and both directions replicate. A client the cluster refuses (a wrong password, no client
+certificate), or a broker it cannot trust (no CA given), stops start-up with the reason, without the password.
 
 The broker is this test's own (tests/support/secured_kafka.py): a CA made for the test signs its certificate,
 and it knows the replicator's user."""
@@ -54,7 +54,10 @@ def test_the_pipeline_replicates_both_ways_through_a_cluster_that_wants_sasl_ove
         monkeypatch.setenv("KAFKA_PASSWORD", PASSWORD)
         monkeypatch.setenv("KAFKA_WRONG_PASSWORD", "not-" + PASSWORD)
         sasl = {"mechanism": "PLAIN", "username": "replicator", "password": {"env": "KAFKA_PASSWORD"}}
-        tls = {"ca_file": str(broker.certificates.ca)}
+        certificates = broker.certificates
+        tls = {"ca_file": str(certificates.ca), "cert_file": str(certificates.client_certificate),
+               "key_file": str(certificates.client_key),
+               "key_password": {"file": str(certificates.client_key_password)}}
         config = _secure(sides.config, {"security_protocol": "sasl_ssl", "sasl": sasl, "tls": tls}, "secured.yaml")
 
         # Refused: start-up stops with the cluster's reason, and no password in it.
@@ -62,10 +65,13 @@ def test_the_pipeline_replicates_both_ways_through_a_cluster_that_wants_sasl_ove
                                     "wrong-password.yaml"))
         with pytest.raises(FatalError, match=r"refused this client: .*Invalid username or password") as refused:
             build_capture(wrong, wrong.sources[0].name)
-        untrusted = load_config(_secure(config, {"tls": {}}, "no-ca.yaml"))
+        untrusted = load_config(_secure(config, {"tls": {**tls, "ca_file": None}}, "no-ca.yaml"))
         with pytest.raises(FatalError, match=r"refused this client: .*certificate verify failed") as unverified:
             build_apply(untrusted, untrusted.targets[0].name)
-        for error in (refused.value, unverified.value):
+        anonymous = load_config(_secure(config, {"tls": {"ca_file": tls["ca_file"]}}, "no-client-certificate.yaml"))
+        with pytest.raises(FatalError, match=r"refused this client: .*certificate") as unknown:
+            build_capture(anonymous, anonymous.sources[1].name)
+        for error in (refused.value, unverified.value, unknown.value):
             assert PASSWORD not in str(error)
 
         with running_pipeline(config) as pipeline:

@@ -1,6 +1,7 @@
-"""A broker of a test's own that also listens for SASL over TLS, as a managed Kafka cluster does: a certificate
-authority made for the test (openssl), the broker's certificate for 127.0.0.1 signed by it, and SASL/PLAIN
-users. Its PLAINTEXT listener stays for the broker's own use (the controller, the readiness probe)."""
+"""A broker of a test's own that also listens for SASL over mutual TLS, as a managed Kafka cluster may: a
+certificate authority made for the test (openssl) signs the broker's certificate for 127.0.0.1 and the client's
+(its key encrypted), and the broker has SASL/PLAIN users. Its PLAINTEXT listener stays for the broker's own use
+(the controller, the readiness probe)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ def _openssl(*args: str) -> None:
 
 @dataclass(frozen=True)
 class Certificates:
-    ca: Path  # what clients trust
+    ca: Path  # what clients and the broker trust
     broker_keystore: Path  # the broker's key and certificate, PEM
+    client_certificate: Path  # the replicator's, for mutual TLS
+    client_key: Path  # encrypted with the password in client_key_password
+    client_key_password: Path
 
 
 def make_certificates(directory: Path, host_ip: str = "127.0.0.1") -> Certificates:
@@ -40,13 +44,22 @@ def make_certificates(directory: Path, host_ip: str = "127.0.0.1") -> Certificat
              "-out", str(certificate), "-days", "2", "-extfile", str(extensions))
     keystore = directory / "broker-keystore.pem"
     keystore.write_text(key.read_text() + certificate.read_text())
-    return Certificates(ca, keystore)
+    password = directory / "client-key-password"
+    password.write_text(uuid.uuid4().hex + "\n")
+    client_key, client_request = directory / "client.key", directory / "client.csr"
+    client_certificate = directory / "client.pem"
+    _openssl("req", "-newkey", "rsa:2048", "-passout", f"file:{password}", "-keyout", str(client_key),
+             "-out", str(client_request), "-subj", "/CN=replicator")
+    _openssl("x509", "-req", "-in", str(client_request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(client_certificate), "-days", "2")
+    return Certificates(ca, keystore, client_certificate, client_key, password)
 
 
 @dataclass
 class SecuredKafkaServer(KafkaServer):
     secured_port: int = 0
     keystore: Path = Path()
+    truststore: Path = Path()  # the CA clients' certificates must chain to (mutual TLS, required)
     users: tuple[tuple[str, str], ...] = ()  # (name, password) of the SASL/PLAIN users
 
     def _server_properties(self, data_dir: Path, broker_port: int, controller_port: int) -> str:  # type: ignore[override]
@@ -64,6 +77,9 @@ class SecuredKafkaServer(KafkaServer):
                 f'username="admin" password="{ADMIN_PASSWORD}" {users};',
             "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
             "listener.name.sasl_ssl.ssl.keystore.location": str(self.keystore),
+            "listener.name.sasl_ssl.ssl.client.auth": "required",
+            "listener.name.sasl_ssl.ssl.truststore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.truststore.location": str(self.truststore),
         })
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -76,5 +92,6 @@ class SecuredBroker(PrivateServer):
         secured_port = any_free_port()
         super().__init__(SecuredKafkaServer(port=any_free_port(), controller_port=any_free_port(), port_explicit=True,
                                             name="test-kafka-secured", heap="384m", secured_port=secured_port,
-                                            keystore=self.certificates.broker_keystore, users=users), root)
+                                            keystore=self.certificates.broker_keystore,
+                                            truststore=self.certificates.ca, users=users), root)
         self.bootstrap = f"127.0.0.1:{secured_port}"
