@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from replicator import __version__
-from replicator.errors import ReplicatorError
+from replicator.errors import ConfigError, ReplicatorError
 
 app = typer.Typer(
     name="replicator",
@@ -230,10 +231,22 @@ def run(
         supervisor.add(f"capture:{source.name}", functools.partial(build_capture, loaded, source.name))
     for target_config in loaded.targets:
         supervisor.add(f"apply:{target_config.name}", functools.partial(build_apply, loaded, target_config.name))
+    server = None
+    if loaded.metrics is not None:
+        from replicator.pipeline.metrics import MetricsServer
+
+        where = f"{loaded.metrics.host}:{loaded.metrics.port}"
+        try:
+            server = MetricsServer(supervisor, loaded.metrics.host, loaded.metrics.port).start()
+        except OSError as exc:
+            raise _fail(ConfigError(f"metrics: cannot listen on {where}: {exc.strerror}")) from None
+        logging.getLogger("replicator.cli").info("serving /metrics and /health", extra={"listen": where})
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     supervisor.start()
     problems = supervisor.wait()
+    if server is not None:
+        server.close()
     if problems:
         for problem in problems:
             err_console.print(f"[bold red]error:[/] {problem}", highlight=False)

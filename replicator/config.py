@@ -374,8 +374,16 @@ class SystemOverride(StrictModel):
     source_name: str | None = Field(default=None, description="the capture's source name (topic prefix)")
 
 
+class MetricsConfig(StrictModel):
+    """Where `replicator run` serves /metrics (Prometheus) and /health (docs/operations.md, Monitoring)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface)")
+    port: int = Field(ge=1, le=65535)
+
+
 class ReplicatorConfig(StrictModel):
     kafka: KafkaConfig
+    metrics: MetricsConfig | None = None
     sources: list[SourceConfig] = Field(default_factory=list)
     targets: list[TargetConfig] = Field(default_factory=list)
     mappings: Path | None = Field(default=None, description="Mapping file or folder (relative to the config file)")

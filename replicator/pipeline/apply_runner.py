@@ -52,6 +52,8 @@ OWN_CATCH_UP_MAX_S = 2.0
 OWN_RETRY_S = 0.1  # how soon a batch that waits for own edits is tried again (with the own messages read since)
 # How long a batch waits for Kafka to confirm its audit records before it is rolled back (and retried).
 AUDIT_CONFIRM_TIMEOUT_S = 30.0
+# How long an applier waits at start for its sources' topics, before it restarts saying which are missing.
+SOURCE_TOPICS_WAIT_S = 30.0
 # A snapshot counts as being applied while batches held snapshot reads within this many seconds: a streamed
 # transaction that refers to a row the target does not hold may then wait for it (target's reference_wait_s).
 SNAPSHOT_ACTIVE_S = 10.0
@@ -219,6 +221,15 @@ class ApplyRunner:
     def _assign(self, consumer: Consumer, progress: Progress) -> Consumer:
         topics = [*self._route, *self._markers]
         metadata = consumer.list_topics(timeout=30)
+        # In one `replicator run` the captures create their topics while the appliers start: wait for them a while
+        # rather than restart, which would log a warning (and count a restart) for a normal start.
+        deadline = time.monotonic() + SOURCE_TOPICS_WAIT_S
+        waiting = [t for t in topics if t not in metadata.topics]
+        if waiting:
+            log.info("waiting for the sources' topics", extra={"target": self.target.name, "topics": waiting})
+        while waiting and time.monotonic() < deadline and not self._stopping.wait(0.2):
+            metadata = consumer.list_topics(timeout=30)
+            waiting = [t for t in topics if t not in metadata.topics]
         absent_own = sorted(t for t in self._own_tables if t not in metadata.topics)
         if absent_own:
             # Not an error: the target's own capture may not run yet (in the same `replicator run` it may be

@@ -4,6 +4,7 @@ fatal -> stop everything and say why."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -38,10 +39,41 @@ class Worker:
     build: Callable[[], Runnable]
     restarts: int = 0
     last_error: str | None = None  # why it last restarted
-    current: Runnable | None = None
+    current: Runnable | None = None  # the runner built last
     thread: threading.Thread | None = None
     failure: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # What the metrics and the health endpoint read, from another thread (under `lock`): the worker's state,
+    # the runner whose `run` is in progress, and the counts of its attempts that ended (a runner's `stats`
+    # start at zero with each attempt, and the metrics are totals over the process's life).
+    state: str = "starting"  # starting | running | retrying | failed | stopped
+    attempt: Runnable | None = None
+    ended: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def totals(self) -> dict[str, int]:
+        """The counts of `stats` over every attempt so far, the one in progress included."""
+        with self.lock:
+            totals = dict(self.ended)
+            for name, value in _counts(self.attempt).items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def _set(self, state: str, attempt: Runnable | None = None) -> None:
+        with self.lock:
+            if self.attempt is not None and attempt is None:
+                for name, value in _counts(self.attempt).items():
+                    self.ended[name] = self.ended.get(name, 0) + value
+            self.state, self.attempt = state, attempt
+
+
+def _counts(runner: Runnable | None) -> dict[str, int]:
+    """The integer fields of a runner's `stats` dataclass, if it has one."""
+    stats = getattr(runner, "stats", None)
+    if stats is None or not dataclasses.is_dataclass(stats):
+        return {}
+    values = ((f.name, getattr(stats, f.name)) for f in dataclasses.fields(stats))
+    return {name: value for name, value in values if type(value) is int}
 
 
 class Supervisor:
@@ -59,11 +91,15 @@ class Supervisor:
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
-                worker.current = worker.build()
+                runner = worker.current = worker.build()
                 if self._stopping.is_set():
-                    worker.current.close()
+                    runner.close()
                     break
-                worker.current.run()
+                worker._set("running", runner)
+                try:
+                    runner.run()
+                finally:
+                    worker._set("stopped" if self._stopping.is_set() else "retrying")
                 if self._stopping.is_set():
                     break
                 raise RetriableError(f"{worker.name} returned without being asked to stop")
@@ -77,11 +113,13 @@ class Supervisor:
                 worker.last_error = f"{type(exc).__name__}: {exc}"
                 if time.monotonic() - started > 60:
                     backoff = 0.5  # it ran fine for a while: this is a new problem
+                worker._set("retrying")
                 log.warning("retrying after a retriable error",
                             extra={"worker": worker.name, "error": str(exc), "backoff_s": backoff})
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
             except (ConfigError, FatalError) as exc:
+                worker._set("failed")
                 worker.failure = exc
                 self._fatal.append(f"{worker.name}: {exc}")
                 log.error("stopping: fatal error", extra={"worker": worker.name, "error": str(exc)})
@@ -89,10 +127,13 @@ class Supervisor:
             except Exception as exc:
                 log.exception("stopping: unexpected error", extra={"worker": worker.name})
                 self._unexpected(worker, exc)
+        if worker.state != "failed":
+            worker._set("stopped")
         worker.done.set()
 
     def _unexpected(self, worker: Worker, exc: Exception) -> None:
         # Unclassified errors are bugs or unknown conditions: stop rather than loop on them.
+        worker._set("failed")
         worker.failure = exc
         self._fatal.append(f"{worker.name}: unexpected {type(exc).__name__}: {exc}")
         self.stop()

@@ -71,3 +71,12 @@ def test_every_connection_has_a_network_timeout_of_half_a_minute_unless_set(monk
     for bad in (0, 3601):
         with pytest.raises(ValidationError, match="network_timeout_s"):
             ReplicatorConfig.model_validate(_config([_target("a", connection={**parts, "network_timeout_s": bad})]))
+
+
+def test_metrics_are_served_only_when_configured_and_on_a_port_given() -> None:
+    assert ReplicatorConfig.model_validate(_config([])).metrics is None
+    config = ReplicatorConfig.model_validate({**_config([]), "metrics": {"port": 9464}})
+    assert config.metrics is not None and (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9464)
+    for bad in ({}, {"port": 0}, {"port": 9464, "path": "/m"}):
+        with pytest.raises(ValidationError, match="metrics"):
+            ReplicatorConfig.model_validate({**_config([]), "metrics": bad})
