@@ -66,6 +66,8 @@ class ApplyStats:
     events: int = 0
     dead_letters: int = 0
     last_batch: BatchResult | None = None
+    # Source commit to target commit of the newest source transaction of the last batch, in seconds.
+    latency_s: float | None = None
 
 
 @dataclass
@@ -766,6 +768,11 @@ class ApplyRunner:
         self.stats.events += events
         self.stats.dead_letters += dead_letters
         self.stats.last_batch = result
+        if result.outcomes and result.outcomes[-1].unit.events:
+            source = result.outcomes[-1].unit.events[-1].value.get("source")
+            committed_ms = source.get("ts_ms") if isinstance(source, dict) else None
+            if isinstance(committed_ms, int):  # (a message that could not be read has none)
+                self.stats.latency_s = max(0.0, time.time() - committed_ms / 1000)
         if self.on_batch is not None:
             self.on_batch(result)
 

@@ -58,6 +58,8 @@ class PipelineCollector(Collector):
                                "has failed", labels=["worker"])
         restarts = CounterMetricFamily("replicator_worker_restarts", "Restarts after a retriable error",
                                        labels=["worker"])
+        latency = GaugeMetricFamily("replicator_apply_latency_seconds", "Source commit to target commit of the "
+                                    "newest source transaction of the last batch applied", labels=["target"])
         families = {
             kind: [(CounterMetricFamily(name, text, labels=["source" if kind == "capture" else "target"]), field)
                    for name, text, field in counters]
@@ -70,8 +72,14 @@ class PipelineCollector(Collector):
             totals = worker.totals()
             for family, field in families.get(kind, []):
                 family.add_metric([name], float(totals.get(field, 0)))
+            with worker.lock:
+                stats = getattr(worker.attempt, "stats", None)
+            latency_s = getattr(stats, "latency_s", None)
+            if kind == "apply" and isinstance(latency_s, float):
+                latency.add_metric([name], latency_s)
         yield up
         yield restarts
+        yield latency
         for family_list in families.values():
             for family, _ in family_list:
                 yield family

@@ -80,6 +80,7 @@ def test_a_running_pipeline_reports_its_health_and_counts_what_it_captured_and_a
     assert samples[("replicator_apply_transactions_total", (target,))] >= UPDATES
     assert samples[("replicator_apply_batches_total", (target,))] >= 1
     assert samples[("replicator_apply_dead_letters_total", (target,))] == 0
+    assert 0 <= samples[("replicator_apply_latency_seconds", (target,))] < 30
     for worker in (f"capture:{source}", f"apply:{target}"):
         assert samples[("replicator_worker_up", (worker,))] == 1
         # Not even at start: an applier waits for topics its capture is creating rather than restart.

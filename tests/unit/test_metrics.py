@@ -28,6 +28,7 @@ class Counts:
     events: int = 0
     skipped_own_transactions: int = 0
     acknowledged: object = None  # not a count: not a metric
+    latency_s: float | None = None  # an applier's, exported while it runs
 
 
 class Counting:
@@ -151,3 +152,22 @@ def test_a_metrics_port_already_taken_stops_start_up_naming_it(tmp_path: Path) -
             root.handlers[:], root.level = handlers, level
     assert result.exit_code == 1
     assert f"metrics: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+
+
+def test_an_appliers_latency_is_exported_while_it_runs() -> None:
+    supervisor = Supervisor(max_backoff_s=0.01)
+    running = threading.Event()
+    applier = Counting(3, [], running)
+    applier.stats.latency_s = 0.25
+    supervisor.add("apply:erp-writer", lambda: applier)
+    server = MetricsServer(supervisor, "127.0.0.1", 0).start()
+    try:
+        supervisor.start()
+        assert running.wait(10)
+        assert _samples(server)[("replicator_apply_latency_seconds", (("target", "erp-writer"),))] == 0.25
+        supervisor.stop()
+        assert supervisor.wait(10) == []
+        # Stopped: no attempt, no latency to report (a stale one would look current).
+        assert not any(name == "replicator_apply_latency_seconds" for name, _ in _samples(server))
+    finally:
+        server.close()
