@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,22 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from replicator.devstack import ConnectionSettings
 from replicator.devstack.process import any_free_port
 from tests.conftest import MariaDatabase, PgDatabase
+from tests.support.http import http_get
 from tests.support.pipeline import wait_for_snapshots, wait_until
 from tests.support.sides import drop_origins, make_sales_sides
 
 pytestmark = pytest.mark.e2e
 
 UPDATES = 200
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
-    except OSError:
-        return 0, b""  # not listening yet
 
 
 def test_a_running_pipeline_reports_its_health_and_counts_what_it_captured_and_applied(
@@ -52,8 +41,8 @@ def test_a_running_pipeline_reports_its_health_and_counts_what_it_captured_and_a
         process = subprocess.Popen([sys.executable, "-m", "replicator.cli", "run", "--config", str(sides.config)],
                                    stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
-        wait_until(lambda: _get(port, "/health")[0] == 200, "every worker running", timeout=60,
-                   describe=lambda: str(_get(port, "/health")) + log_path.read_text(errors="replace")[-2000:])
+        wait_until(lambda: http_get(port, "/health")[0] == 200, "every worker running", timeout=60,
+                   describe=lambda: str(http_get(port, "/health")) + log_path.read_text(errors="replace")[-2000:])
         wait_for_snapshots(sides.config)
         for i in range(UPDATES):
             sides.shop_sql("UPDATE ps_sales SET sold = sold + 1 WHERE id_product = %s", (i % 10,))
@@ -63,9 +52,9 @@ def test_a_running_pipeline_reports_its_health_and_counts_what_it_captured_and_a
 
         wait_until(applied, "the sales applied in the ERP", timeout=60)
         time.sleep(0.5)
-        status, body = _get(port, "/metrics")
+        status, body = http_get(port, "/metrics")
         assert status == 200
-        health = _get(port, "/health")
+        health = http_get(port, "/health")
         samples = {(s.name, tuple(s.labels.values())): s.value
                    for family in text_string_to_metric_families(body.decode()) for s in family.samples}
     finally:

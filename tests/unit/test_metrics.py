@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from replicator.errors import FatalError, RetriableError
 from replicator.pipeline.metrics import MetricsServer
 from replicator.pipeline.supervisor import Supervisor
+from tests.support.http import http_get
 
 
 @dataclass
@@ -70,16 +69,8 @@ def served() -> Iterator[tuple[Supervisor, MetricsServer, threading.Event]]:
         server.close()
 
 
-def _get(server: MetricsServer, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
-
-
 def _samples(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, body = _get(server, "/metrics")
+    status, body = http_get(server.port, "/metrics")
     assert status == 200
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(body.decode()) for s in family.samples}
@@ -89,7 +80,7 @@ def test_counters_add_up_every_attempt_and_the_running_worker_is_up(
     served: tuple[Supervisor, MetricsServer, threading.Event],
 ) -> None:
     supervisor, server, running = served
-    assert _get(server, "/health")[0] == 503  # may still be starting: not yet
+    assert http_get(server.port, "/health")[0] == 503  # may still be starting: not yet
     supervisor.start()
     assert running.wait(10)
     samples = _samples(server)
@@ -102,11 +93,11 @@ def test_counters_add_up_every_attempt_and_the_running_worker_is_up(
     assert samples[("replicator_capture_own_transactions_skipped_total", source)] == 0.0
     assert not any(name.startswith("replicator_capture_acknowledged") for name, _ in samples)
     assert any(name == "process_cpu_seconds_total" for name, _ in samples)
-    status, body = _get(server, "/health")
+    status, body = http_get(server.port, "/health")
     assert status == 200
     assert orjson.loads(body) == {"workers": {"capture:shop": {
         "state": "running", "restarts": 2, "last_error": "RetriableError: source shop: lost again"}}}
-    assert _get(server, "/nothing")[0] == 404
+    assert http_get(server.port, "/nothing")[0] == 404
     supervisor.stop()
     assert supervisor.wait(10) == []
     # Stopped: the counts stay, the worker is not up.
@@ -123,7 +114,7 @@ def test_a_failed_worker_makes_the_process_unhealthy_and_says_why() -> None:
     try:
         supervisor.start()
         assert supervisor.wait(10) == ["apply:erp-writer: slot replicator_erp was dropped"]
-        status, body = _get(server, "/health")
+        status, body = http_get(server.port, "/health")
         assert status == 503
         assert orjson.loads(body)["workers"]["apply:erp-writer"]["state"] == "failed"
         samples = _samples(server)
