@@ -17,6 +17,7 @@ from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.capture import capture_thread
 from tests.support.kafka_reader import read_topics
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
+from tests.support.processes import start_replicator_run
 from tests.support.sides import Sides, drop_origins, make_sides
 
 pytestmark = pytest.mark.e2e
@@ -233,14 +234,10 @@ def test_sustained_edits_on_both_sides_never_echo_and_genuine_erp_edits_of_the_s
 
 def test_replicator_run_supervises_everything_and_drains_on_sigterm(sides: Sides, tmp_path: Path) -> None:
     import signal
-    import subprocess
-    import sys
 
     sides.shop_sql("INSERT INTO ps_customer (firstname, lastname, email) VALUES ('Grace', 'Hopper', 'g@h.example')")
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "replicator.cli", "run", "--config", str(sides.config)],
-                                stdout=out, stderr=subprocess.STDOUT)
+    proc = start_replicator_run(sides.config, log)
     try:
         wait_until(lambda: sides.erp_sql("SELECT name FROM res_partner") == [("Grace Hopper",)],
                    "the customer in the ERP", describe=lambda: log.read_text()[-3000:])

@@ -7,10 +7,7 @@ change applied twice would show), the shop (MariaDB) copies the ERP's prices."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from replicator.devstack import ConnectionSettings
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
+from tests.support.processes import start_replicator_run
 from tests.support.sales_and_prices import (
     PRODUCTS,
     SalesAndPricesWorkload,
@@ -47,11 +45,7 @@ def test_a_frozen_applier_loses_its_targets_to_a_standby_and_nothing_is_applied_
     log_path = tmp_path / "first-applier.log"
     with running_pipeline(captures) as capturing:
         wait_for_snapshots(captures, capturing)
-        with open(log_path, "wb") as log:
-            first = subprocess.Popen(
-                [sys.executable, "-m", "replicator.cli", "run", "--config", str(appliers)],
-                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
-            )
+        first = start_replicator_run(appliers, log_path)
         workload: SalesAndPricesWorkload | None = None
         try:
             write_for(sides, 2, seed=3)

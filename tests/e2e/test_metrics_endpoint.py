@@ -3,10 +3,7 @@ what the pipeline did: the shop's sales updates captured and applied in the ERP,
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from replicator.devstack.process import any_free_port
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.http import http_get
 from tests.support.pipeline import wait_for_snapshots, wait_until
+from tests.support.processes import start_replicator_run
 from tests.support.sides import drop_origins, make_sales_sides
 
 pytestmark = pytest.mark.e2e
@@ -37,9 +35,7 @@ def test_a_running_pipeline_reports_its_health_and_counts_what_it_captured_and_a
     whole["metrics"] = {"port": port}
     sides.config.write_text(yaml.safe_dump(whole))
     log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "replicator.cli", "run", "--config", str(sides.config)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = start_replicator_run(sides.config, log_path)
     try:
         wait_until(lambda: http_get(port, "/health")[0] == 200, "every worker running", timeout=60,
                    describe=lambda: str(http_get(port, "/health")) + log_path.read_text(errors="replace")[-2000:])

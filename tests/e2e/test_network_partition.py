@@ -13,10 +13,7 @@ server that failed over to another host."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +27,7 @@ from replicator.devstack import ConnectionSettings, mariadb_connect
 from tests.conftest import MariaDatabase, PgDatabase
 from tests.support.network import black_hole, established_connections
 from tests.support.pipeline import running_pipeline, wait_for_snapshots, wait_until
+from tests.support.processes import start_replicator_run
 from tests.support.sales_and_prices import (
     PRODUCTS,
     SalesAndPricesWorkload,
@@ -82,11 +80,7 @@ def test_a_process_cut_off_from_its_servers_notices_connects_again_and_every_cha
     with running_pipeline(in_test) as pipeline:
         if cut == "appliers":
             wait_for_snapshots(captures, pipeline)
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "replicator.cli", "run", "--config", str(own_process)],
-                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
-            )
+        process = start_replicator_run(own_process, log_path)
         workload: SalesAndPricesWorkload | None = None
         try:
             if cut == "captures":

@@ -11,10 +11,7 @@ holds every change of the workload, the only copies being whole re-sends of an u
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import pytest
 from replicator.devstack import ConnectionSettings
 from tests.support.crash import TRANSACTIONS, Workload, backend_of, check_nothing_lost, start_capture_of_workload_tables
 from tests.support.kafka_reader import read_topics
+from tests.support.processes import start_replicator_run
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +37,9 @@ def test_a_standby_capture_waits_then_takes_over_from_a_frozen_one(
     backend.source["session_timeout_s"] = SESSION_TIMEOUT_S
     first = start_capture_of_workload_tables(backend, name, bootstrap, tmp_path)
     standby_log = tmp_path / "standby.log"
-    with open(standby_log, "wb") as log:
-        # `replicator run` waits and tries again where `replicator capture` alone would exit for its service
-        # manager to restart it.
-        standby = subprocess.Popen([sys.executable, "-m", "replicator.cli", "run", "--config", str(first.config)],
-                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **backend.env})
+    # `replicator run` waits and tries again where `replicator capture` alone would exit for its service
+    # manager to restart it.
+    standby = start_replicator_run(first.config, standby_log, backend.env)
     try:
         refusal = "another capture of this source runs" if kind == "mariadb" else "is active for PID"
         deadline = time.monotonic() + 30
